@@ -1,0 +1,1 @@
+"""All I/O: database, SMTP, FTP, HTTP, PDF, XML."""

@@ -1,0 +1,1 @@
+"""Pure types and rules: payloads, statuses, names, domain rules, tables (activities only)."""

@@ -1,0 +1,135 @@
+"""Typed inputs and results of every activity (one ``XxxInput``/``XxxResult`` per call)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from models.orders import (
+    DocumentView,
+    HoldView,
+    OrderIn,
+    OrderView,
+    PaymentIn,
+    ShipmentView,
+    TicketView,
+)
+
+__all__ = [
+    "AllocateShipmentInput",
+    "CheckOrderResult",
+    "DocumentInput",
+    "DocumentView",
+    "HandOffInput",
+    "HandOffResult",
+    "MissingStock",
+    "OpenTicketInput",
+    "OrderInput",
+    "RecordOrderResult",
+    "RecordPaymentInput",
+    "ReleaseStockInput",
+    "ReserveStockInput",
+    "ReserveStockResult",
+    "ResolveTicketInput",
+    "SendMailInput",
+    "SendMailResult",
+    "ShipmentView",
+    "StockLine",
+    "TicketView",
+]
+
+
+class OrderInput(BaseModel):
+    order: OrderIn
+
+
+class RecordOrderResult(BaseModel):
+    customer_id: int
+    new_customer: bool
+    new_address: bool
+
+
+class CheckOrderResult(BaseModel):
+    holds: list[HoldView] = Field(default_factory=list)
+
+
+class StockLine(BaseModel):
+    sku: str
+    quantity: int
+
+
+class ReserveStockInput(BaseModel):
+    order_id: str
+    lines: list[StockLine]
+
+
+class MissingStock(BaseModel):
+    sku: str
+    requested: int
+    available: int
+
+
+class ReserveStockResult(BaseModel):
+    reserved: bool
+    warehouse: str | None = None
+    missing: list[MissingStock] = Field(default_factory=list)
+
+
+class ReleaseStockInput(BaseModel):
+    order_id: str
+
+
+class AllocateShipmentInput(BaseModel):
+    order_id: str
+
+
+class OpenTicketInput(BaseModel):
+    order_id: str | None
+    key: str  # unique per order: a retry returns the same ticket
+    kind: str
+    title: str
+    body: str = ""
+
+
+class ResolveTicketInput(BaseModel):
+    order_id: str | None
+    key: str
+    by: str
+    note: str = ""
+
+
+class RecordPaymentInput(BaseModel):
+    order_id: str
+    key: str
+    payment: PaymentIn
+
+
+class DocumentInput(BaseModel):
+    order: OrderView
+    shipment: ShipmentView | None = None
+
+
+class SendMailInput(BaseModel):
+    order_id: str
+    key: str  # one mail per (order_id, key), ever
+    to: str
+    template: str  # name under templates/mail/, e.g. "order_confirmation"
+    context: dict[str, Any] = Field(default_factory=dict)
+    attachments: list[str] = Field(default_factory=list)  # document ids
+
+
+class SendMailResult(BaseModel):
+    message_id: str
+    sent_now: bool  # False when a retry found it already sent
+
+
+class HandOffInput(BaseModel):
+    order_id: str
+    shipment_id: str
+    document_ids: list[str]
+
+
+class HandOffResult(BaseModel):
+    partner: str
+    files: list[str]

@@ -1,0 +1,179 @@
+"""SQLModel tables. Used by activities only; table objects never travel in Temporal payloads.
+
+Every side effect the engine performs is keyed here by ``(order_id, key)`` with a unique
+constraint, so a retried activity finds its earlier result instead of acting twice.
+Schema changes go through Alembic (``migrations/``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import Column, LargeBinary, Numeric, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _money() -> Column:  # type: ignore[type-arg]
+    return Column(Numeric(12, 2), nullable=False)
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True, max_length=254)
+    first_name: str = ""
+    last_name: str = ""
+    company: str | None = None
+    vat_id: str | None = None
+    type: str = "b2c"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CustomerAddress(SQLModel, table=True):
+    __tablename__ = "customer_address"
+    __table_args__ = (UniqueConstraint("customer_id", "normalized"),)
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    normalized: str = Field(max_length=400)
+    name: str = ""
+    company: str | None = None
+    street: str = ""
+    postal_code: str = ""
+    city: str = ""
+    country: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderRecord(SQLModel, table=True):
+    __tablename__ = "order_record"
+    order_id: str = Field(primary_key=True, max_length=100)
+    channel: str = Field(index=True)
+    external_id: str
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    billing_address_id: int = Field(foreign_key="customer_address.id")
+    shipping_address_id: int = Field(foreign_key="customer_address.id")
+    currency: str
+    total: Decimal = Field(sa_column=_money())
+    payload: str  # the OrderIn as JSON, as received
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Warehouse(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=32)
+    name: str
+    country: str = "DE"
+    priority: int = 0
+
+
+class Product(SQLModel, table=True):
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str
+    weight_g: int
+    length_mm: int
+    width_mm: int
+    height_mm: int
+    price: Decimal = Field(sa_column=_money())
+
+
+class Stock(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("warehouse", "sku"),)
+    id: int | None = Field(default=None, primary_key=True)
+    warehouse: str = Field(foreign_key="warehouse.code", index=True)
+    sku: str = Field(foreign_key="product.sku", index=True)
+    on_hand: int = 0
+    reserved: int = 0
+
+
+class Reservation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("order_id", "sku", "warehouse"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=100)
+    sku: str
+    warehouse: str
+    quantity: int
+    state: str = "reserved"  # reserved, released, consumed
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Shipment(SQLModel, table=True):
+    shipment_id: str = Field(primary_key=True, max_length=120)
+    order_id: str = Field(index=True, max_length=100)
+    warehouse: str
+    lines: str  # JSON list of {sku, quantity}
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("order_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str | None = Field(default=None, index=True, max_length=100)
+    key: str = Field(max_length=100)
+    kind: str  # hold, backorder, escalation, overpayment
+    title: str
+    body: str = ""
+    status: str = Field(default="open", index=True)  # open, resolved
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class Payment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("order_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=100)
+    key: str = Field(max_length=100)
+    amount: Decimal = Field(sa_column=_money())
+    currency: str
+    reference: str = ""
+    paid_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class NumberRange(SQLModel, table=True):
+    __tablename__ = "number_range"
+    kind: str = Field(primary_key=True, max_length=32)
+    year: int = Field(primary_key=True)
+    last_number: int = 0
+
+
+class Document(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("order_id", "key"),)
+    document_id: str = Field(primary_key=True, max_length=160)
+    order_id: str = Field(index=True, max_length=100)
+    key: str = Field(max_length=100)
+    kind: str  # delivery_note, order_xml, invoice
+    number: str | None = Field(default=None, unique=True, max_length=40)
+    filename: str
+    media_type: str
+    sha256: str
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MailOutbox(SQLModel, table=True):
+    __tablename__ = "mail_outbox"
+    __table_args__ = (UniqueConstraint("order_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=100)
+    key: str = Field(max_length=100)
+    recipient: str
+    subject: str
+    message_id: str
+    status: str = "pending"  # pending, sent
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Upload(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("partner", "remote_path"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=100)
+    partner: str
+    remote_path: str = Field(max_length=300)
+    sha256: str
+    uploaded_at: datetime = Field(default_factory=utcnow)

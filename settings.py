@@ -1,0 +1,146 @@
+"""One place for configuration: environment variables (prefix ``ORDERS_``) over a TOML file.
+
+Precedence, highest first: keyword arguments (tests), environment variables, the config
+file named by ``ORDERS_CONFIG`` (default ``orders.toml`` in the working directory, if it
+exists), then the defaults below. ``orders.example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Duration", "FtpPartner", "Settings", "parse_duration"]
+
+PROJECT_DIR = Path(__file__).resolve().parent
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse ``90s``, ``15m``, ``2h``, ``3d`` (or a timedelta / number of seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a number with a unit s, m, h or d (e.g. 90s, 3d), got {value!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+class FtpPartner(BaseModel):
+    """The fulfillment partner that receives hand-offs over FTP."""
+
+    code: str = "fulfillment"
+    name: str = "Demo Fulfillment GmbH"
+    host: str = "127.0.0.1"
+    port: int = 2121
+    user: str = "partner"
+    password: str = "partner"
+    inbox: str = "/inbox"
+    warehouse: str = "MAIN"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    temporal_db: Path = PROJECT_DIR / "var" / "temporal.db"
+    task_queue: str = "orders"
+
+    # Database
+    database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'orders.db'}"
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_keys: str = ""  # "k1:client,k2:staff"; empty means demo keys (make run only)
+
+    # Mail
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Auftragsmanager Demo-Shop <shop@example.com>"
+    mail_dir: Path = PROJECT_DIR / "var" / "mail"  # embedded SMTP catcher only
+
+    # Partner hand-off
+    partner: FtpPartner = Field(default_factory=FtpPartner)
+    ftp_root: Path = PROJECT_DIR / "var" / "ftp"  # embedded FTP drop only
+
+    # Shop texts and documents
+    shop_name: str = "Demo-Shop"
+    shop_address: str = "Demo-Shop GmbH, Hauptstraße 1, 94032 Passau"
+    bank_account_holder: str = "Demo-Shop GmbH"
+    bank_iban: str = "DE02120300000000202051"
+    bank_bic: str = "BYLADEM1001"
+    review_url: str = "https://shop.example.com/bewertung/{order_id}"
+    tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
+    templates_dir: Path = PROJECT_DIR / "templates"
+    invoice_number_format: str = "RE-{year}-{number:06d}"
+    payment_tolerance: Decimal = Decimal("0.00")
+
+    # Policy durations
+    payment_reminder_after: Duration = timedelta(days=3)
+    cancel_unpaid_after: Duration = timedelta(days=14)
+    ship_confirmation_timeout: Duration = timedelta(days=2)
+    review_request_after: Duration = timedelta(days=7)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("ORDERS_CONFIG", "orders.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        elif "ORDERS_CONFIG" in os.environ:
+            raise FileNotFoundError(f"ORDERS_CONFIG points to a missing file: {config_file}")
+        return tuple(sources)
+
+    def api_key_roles(self) -> dict[str, str]:
+        """Parse ``ORDERS_API_KEYS`` into ``{key: role}``; raises ValueError on bad entries."""
+        roles: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in self.api_keys.split(","))):
+            key, sep, role = pair.partition(":")
+            if not sep or not key or role not in ("client", "staff"):
+                raise ValueError(f"ORDERS_API_KEYS entry {pair!r} must be key:client or key:staff")
+            roles[key] = role
+        return roles

@@ -1,0 +1,1 @@
+"""Loopback SMTP and FTP partner fixtures (filled in with the embedded servers)."""
