@@ -37,7 +37,9 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"expected a number with a unit s, m, h or d (e.g. 90s, 3d), got {value!r}")
+        raise ValueError(
+            f"expected a number with a unit s, m, h or d (e.g. 90s, 3d), got {value!r}"
+        )
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
