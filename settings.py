@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,7 +111,6 @@ class Settings(BaseSettings):
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
     invoice_number_format: str = "RE-{year}-{number:06d}"
-    payment_tolerance: Decimal = Decimal("0.00")
 
     # Policy durations
     payment_reminder_after: Duration = timedelta(days=3)

@@ -1,0 +1,203 @@
+"""The HTTP API (FastAPI), thin over ``starter.service``. OpenAPI at ``/docs``.
+
+Run with ``orders api``. Auth: ``Authorization: Bearer <key>``; keys and roles come from
+``ORDERS_API_KEYS`` (``key:client,key:staff``). ``staff`` may do everything ``client`` may.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import Engine, text
+from temporalio.client import Client
+
+from activities.db import make_engine
+from activities.documents import get_document
+from activities.store import list_products, list_tickets
+from models.orders import (
+    CancelInput,
+    HoldInput,
+    OrderIn,
+    OrderView,
+    PaymentIn,
+    ReleaseInput,
+    ShipmentConfirmation,
+)
+from settings import Settings
+from starter import service
+from worker import connect
+
+log = logging.getLogger("orders.api")
+Role = Literal["client", "staff"]
+_bearer = HTTPBearer(auto_error=False)
+
+
+class OrderAccepted(BaseModel):
+    order_id: str
+    status: str
+
+
+class ShipmentConfirmationIn(ShipmentConfirmation):
+    order_id: str
+
+
+class Accepted(BaseModel):
+    order_id: str
+    accepted: bool = True
+
+
+def resolve_api_keys(settings: Settings) -> dict[str, str]:
+    """Keys from settings; without any, make a random pair and log it (demo use only)."""
+    keys = settings.api_key_roles()
+    if not keys:
+        keys = {f"client-{secrets.token_hex(8)}": "client",
+                f"staff-{secrets.token_hex(8)}": "staff"}
+        log.warning("ORDERS_API_KEYS not set; generated demo keys: %s",
+                    ", ".join(f"{k} ({r})" for k, r in keys.items()))
+    return keys
+
+
+def create_app(settings: Settings, *, client: Client | None = None,
+               engine: Engine | None = None) -> FastAPI:
+    keys = resolve_api_keys(settings)
+    state: dict[str, Any] = {"client": client, "engine": engine}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state["client"] is None:
+            state["client"] = await connect(settings)
+        if state["engine"] is None:
+            state["engine"] = make_engine(settings.database_url)
+        yield
+
+    app = FastAPI(title="Auftragsmanager API", version="0.1.0", lifespan=lifespan)
+
+    def require(role: Role) -> Callable[..., Awaitable[str]]:
+        async def check(
+            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> str:
+            if creds is None or creds.credentials not in keys:
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            granted = keys[creds.credentials]
+            if role == "staff" and granted != "staff":
+                raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the staff role")
+            return granted
+        return check
+
+    Client_ = Annotated[str, Depends(require("client"))]
+    Staff = Annotated[str, Depends(require("staff"))]
+
+    def temporal() -> Client:
+        return state["client"]  # type: ignore[no-any-return]
+
+    @app.exception_handler(service.OrderNotFound)
+    async def _not_found(_req: Request, exc: service.OrderNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(service.OrderStateConflict)
+    async def _conflict(_req: Request, exc: service.OrderStateConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "status": exc.status.value}, status_code=409)
+
+    @app.post("/orders", status_code=201, response_model=OrderAccepted)
+    async def submit(order: OrderIn, response: Response, _: Client_) -> OrderAccepted:
+        current, created = await service.submit_order(temporal(), order, settings=settings)
+        if not created:
+            response.status_code = 200
+        return OrderAccepted(order_id=order.order_id, status=current)
+
+    @app.get("/orders/{order_id}", response_model=OrderView)
+    async def show(order_id: str, _: Client_) -> OrderView:
+        return await service.get_order(temporal(), order_id)
+
+    @app.get("/orders")
+    async def index(_: Client_, status: str | None = None, channel: str | None = None,
+                    q: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        found = await service.list_orders(temporal(), status=status, channel=channel, q=q,
+                                          limit=limit)
+        return [s.as_dict() for s in found]
+
+    @app.post("/orders/{order_id}/release")
+    async def release(order_id: str, body: ReleaseInput, _: Staff) -> dict[str, str]:
+        was = await service.release_order(temporal(), order_id, body)
+        return {"order_id": order_id, "previous_status": was, "status": "released"}
+
+    @app.post("/orders/{order_id}/hold")
+    async def hold(order_id: str, body: HoldInput, _: Staff) -> dict[str, str]:
+        was = await service.hold_order(temporal(), order_id, body)
+        return {"order_id": order_id, "previous_status": was, "status": "hold_requested"}
+
+    @app.post("/orders/{order_id}/cancel")
+    async def cancel(order_id: str, body: CancelInput, _: Staff) -> dict[str, str]:
+        was = await service.cancel_order(temporal(), order_id, body)
+        return {"order_id": order_id, "previous_status": was, "status": "cancel_requested"}
+
+    @app.post("/orders/{order_id}/payments", status_code=202, response_model=Accepted)
+    async def pay(order_id: str, body: PaymentIn, _: Client_) -> Accepted:
+        await service.record_payment(temporal(), order_id, body)
+        return Accepted(order_id=order_id)
+
+    @app.post("/shipments/confirmations", status_code=202, response_model=Accepted)
+    async def confirm(body: ShipmentConfirmationIn, _: Client_) -> Accepted:
+        confirmation = ShipmentConfirmation.model_validate(body.model_dump(exclude={"order_id"}))
+        await service.confirm_shipment(temporal(), body.order_id, confirmation)
+        return Accepted(order_id=body.order_id)
+
+    @app.get("/documents/{document_id}")
+    async def document(document_id: str, _: Client_) -> Response:
+        doc = await asyncio.to_thread(get_document, state["engine"], document_id)
+        if doc is None:
+            raise HTTPException(404, f"document {document_id} not found")
+        return Response(doc.content, media_type=doc.media_type,
+                        headers={"Content-Disposition": f'inline; filename="{doc.filename}"'})
+
+    @app.get("/tickets")
+    async def tickets(_: Staff, status: str | None = "open") -> list[dict[str, Any]]:
+        return await asyncio.to_thread(list_tickets, state["engine"], status=status)
+
+    @app.get("/products")
+    async def products(_: Client_) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(list_products, state["engine"])
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(temporal().service_client.check_health(), timeout=5)
+            checks["temporal"] = "ok"
+        except Exception as err:
+            checks["temporal"] = f"error: {err}"
+        try:
+            await asyncio.to_thread(_ping_db, state["engine"])
+            checks["database"] = "ok"
+        except Exception as err:
+            checks["database"] = f"error: {err}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", **checks},
+                            status_code=200 if ok else 503)
+
+    return app
+
+
+def _ping_db(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level="info")

@@ -1,0 +1,219 @@
+"""The ``orders`` command: submit, inspect and steer orders; run the worker and the API.
+
+Every command prints JSON (or a table for ``list``) and ends with ``os._exit`` after
+flushing, because the Temporal client's native threads can abort a short-lived Python
+process at interpreter exit (temporalio/sdk-python#300).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.orders import (
+    CancelInput,
+    HoldInput,
+    OrderIn,
+    PaymentIn,
+    ReleaseInput,
+    ShipmentConfirmation,
+)
+from settings import PROJECT_DIR, Settings
+from starter import service
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+async def _client(settings: Settings) -> Any:
+    from worker import connect
+
+    return await connect(settings)
+
+
+async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    order = OrderIn.model_validate_json(raw)
+    status, created = await service.submit_order(await _client(settings), order,
+                                                 settings=settings)
+    _print({"order_id": order.order_id, "status": status, "created": created})
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    found = await service.list_orders(await _client(settings), status=args.status,
+                                      channel=args.channel, q=args.q, limit=args.limit)
+    if args.json:
+        _print([s.as_dict() for s in found])
+        return EXIT_OK
+    print(f"{'ORDER':<28} {'STATUS':<18} {'PAYMENT':<15} {'TOTAL':>10}  {'HOLD':<20} CUSTOMER")
+    for s in found:
+        total = f"{s.total:.2f}" if s.total is not None else ""
+        print(f"{s.order_id:<28} {s.status:<18} {s.payment_status or '':<15} {total:>10}  "
+              f"{s.hold_reason or '':<20} {s.customer_email or ''}")
+    return EXIT_OK
+
+
+async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    view = await service.get_order(await _client(settings), args.order_id)
+    _print(view.model_dump(mode="json"))
+    return EXIT_OK
+
+
+async def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
+    was = await service.release_order(await _client(settings), args.order_id,
+                                      ReleaseInput(by=args.by, note=args.note or ""))
+    _print({"order_id": args.order_id, "previous_status": was, "status": "released"})
+    return EXIT_OK
+
+
+async def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
+    was = await service.hold_order(await _client(settings), args.order_id,
+                                   HoldInput(by=args.by, reason=args.reason or ""))
+    _print({"order_id": args.order_id, "previous_status": was, "status": "hold_requested"})
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    was = await service.cancel_order(await _client(settings), args.order_id,
+                                     CancelInput(by=args.by, reason=args.reason or ""))
+    _print({"order_id": args.order_id, "previous_status": was, "status": "cancel_requested"})
+    return EXIT_OK
+
+
+async def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
+    payment = PaymentIn(amount=Decimal(args.amount), currency=args.currency,
+                        reference=args.reference, paid_at=datetime.now(UTC))
+    await service.record_payment(await _client(settings), args.order_id, payment)
+    _print({"order_id": args.order_id, "accepted": True})
+    return EXIT_OK
+
+
+async def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
+    confirmation = ShipmentConfirmation(carrier=args.carrier, tracking_number=args.tracking,
+                                        shipped_at=datetime.now(UTC),
+                                        shipment_id=args.shipment_id)
+    await service.confirm_shipment(await _client(settings), args.order_id, confirmation)
+    _print({"order_id": args.order_id, "accepted": True})
+    return EXIT_OK
+
+
+async def cmd_worker(_args: argparse.Namespace, _settings: Settings) -> int:
+    import worker
+
+    worker.main()
+    return EXIT_OK
+
+
+async def cmd_api(_args: argparse.Namespace, _settings: Settings) -> int:
+    from starter import api
+
+    await asyncio.to_thread(api.main)
+    return EXIT_OK
+
+
+async def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from activities.db import migrate
+
+    migrate(settings.database_url)
+    _print({"migrated": settings.database_url})
+    return EXIT_OK
+
+
+async def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.db import make_engine
+    from activities.masterdata import load_master_data
+
+    counts = load_master_data(make_engine(settings.database_url), Path(args.file))
+    _print({"loaded": str(args.file), **counts})
+    return EXIT_OK
+
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orders", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("submit", cmd_submit, "submit an order from a JSON file (- for stdin)").add_argument(
+        "file")
+    p = add("list", cmd_list, "list orders, newest first")
+    p.add_argument("--status")
+    p.add_argument("--channel")
+    p.add_argument("--q", help="customer e-mail or order id")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    add("show", cmd_show, "show one order with its timeline").add_argument("order_id")
+    p = add("release", cmd_release, "release an order on hold")
+    p.add_argument("order_id")
+    p.add_argument("--by", required=True)
+    p.add_argument("--note")
+    for name, func, what in (("hold", cmd_hold, "put an order on hold"),
+                             ("cancel", cmd_cancel, "cancel an order")):
+        p = add(name, func, what)
+        p.add_argument("order_id")
+        p.add_argument("--by", required=True)
+        p.add_argument("--reason")
+    p = add("pay", cmd_pay, "record a payment")
+    p.add_argument("order_id")
+    p.add_argument("--amount", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--currency", default="EUR")
+    p = add("ship", cmd_ship, "confirm that an order was shipped")
+    p.add_argument("order_id")
+    p.add_argument("--tracking", required=True)
+    p.add_argument("--carrier", default="DHL")
+    p.add_argument("--shipment-id")
+    add("worker", cmd_worker, "run the Temporal worker")
+    add("api", cmd_api, "run the HTTP API")
+    add("migrate", cmd_migrate, "apply the database migrations")
+    add("seed", cmd_seed, "load master data (warehouses, products, stock)").add_argument(
+        "file", nargs="?", default=str(PROJECT_DIR / "demo" / "masterdata.toml"))
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return asyncio.run(args.func(args, settings))
+    except ValidationError as err:
+        print(f"error: invalid input:\n{err}", file=sys.stderr)
+        return EXIT_USAGE
+    except service.OrderNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except service.OrderStateConflict as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFLICT
+    except (OSError, RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def main() -> None:
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,72 @@
+"""The composition root: settings, clients, activity instances, registration.
+
+Run with ``orders worker`` (or ``python -m worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.db import make_engine
+from activities.documents import DocumentActivities
+from activities.mail import MailActivities
+from activities.partners import PartnerActivities
+from activities.store import StoreActivities
+from settings import Settings
+from workflows.order import OrderWorkflow
+
+log = logging.getLogger("orders.worker")
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None,
+                 max_threads: int = 16) -> Worker:
+    """A worker with every workflow and activity registered; the caller runs it."""
+    engine = make_engine(settings.database_url)
+    store = StoreActivities(engine)
+    documents = DocumentActivities(engine, settings)
+    mail = MailActivities(engine, settings)
+    partners = PartnerActivities(engine, settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[OrderWorkflow],
+        activities=[
+            store.record_order, store.check_order, store.reserve_stock, store.release_stock,
+            store.allocate_shipment, store.open_ticket, store.resolve_ticket,
+            store.record_payment,
+            documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
+            mail.send_mail, partners.hand_off,
+        ],
+        activity_executor=ThreadPoolExecutor(max_workers=max_threads),
+        max_concurrent_activities=max_threads,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    await worker.run()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run_worker(Settings()))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""The steps of the order workflow: each one an activity call plus the state it changes.
+
+``OrderSteps`` holds the order's state as the ``OrderView`` that the ``status`` query
+returns, so the view is never a second copy to keep in sync. ``OrderWorkflow`` (order.py)
+decides *when* each step runs; this class says *what* a step does.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from activities.documents import DocumentActivities
+    from activities.mail import MailActivities
+    from activities.partners import PartnerActivities
+    from activities.store import StoreActivities
+    from models.activities import (
+        AllocateShipmentInput,
+        CheckOrderResult,
+        DocumentInput,
+        HandOffInput,
+        OpenTicketInput,
+        OrderInput,
+        RecordPaymentInput,
+        ReleaseStockInput,
+        ReserveStockInput,
+        ReserveStockResult,
+        ResolveTicketInput,
+        SendMailInput,
+    )
+    from models.orders import (
+        CancelInput,
+        HoldView,
+        OrderStatus,
+        OrderView,
+        PaymentIn,
+        PaymentRecord,
+        PaymentStatus,
+        ReleaseInput,
+        SearchAttr,
+        ShipmentConfirmation,
+        TicketView,
+        TimelineEvent,
+        Totals,
+    )
+    from models.workflow_io import OrderWorkflowInput
+
+__all__ = ["OrderSteps"]
+
+_STATUS = SearchAttributeKey.for_keyword(SearchAttr.ORDER_STATUS)
+_PAYMENT = SearchAttributeKey.for_keyword(SearchAttr.PAYMENT_STATUS)
+_HOLD = SearchAttributeKey.for_keyword(SearchAttr.HOLD_REASON)
+_ESCALATED = SearchAttributeKey.for_bool(SearchAttr.ESCALATED)
+_CARRIER = SearchAttributeKey.for_keyword(SearchAttr.CARRIER)
+_TRACKING = SearchAttributeKey.for_keyword(SearchAttr.TRACKING_NUMBER)
+
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+class OrderSteps:
+    def __init__(self, input: OrderWorkflowInput, totals: Totals) -> None:
+        order = input.order
+        self.order = order
+        self.order_id = order.order_id
+        self.policy = input.policy
+        self._hold_count = 0
+        self._hold_key = ""
+        self.view = OrderView(
+            order_id=order.order_id, channel=order.channel, external_id=order.external_id,
+            status=OrderStatus.RECEIVED, payment_method=order.payment.method,
+            payment_status=PaymentStatus.OPEN, currency=order.currency,
+            customer=order.customer, billing_address=order.billing_address,
+            shipping_address=order.delivery_address, lines=order.lines, totals=totals,
+            comment=order.comment,
+        )
+
+    # --- state helpers -----------------------------------------------------------------
+
+    def event(self, kind: str, text: str) -> None:
+        self.view.timeline.append(TimelineEvent(at=workflow.now(), kind=kind, text=text))
+
+    def wait_for(self, text: str) -> None:
+        self.view.waiting_for = text
+        workflow.set_current_details(text)
+
+    def set_status(self, status: OrderStatus) -> None:
+        if self.view.status != status:
+            self.view.status = status
+            workflow.upsert_search_attributes([_STATUS.value_set(status.value)])
+            self.event("status", f"status {status.value}")
+
+    def set_payment_status(self, status: PaymentStatus) -> None:
+        if self.view.payment_status != status:
+            self.view.payment_status = status
+            workflow.upsert_search_attributes([_PAYMENT.value_set(status.value)])
+
+    def open_amount(self) -> Decimal:
+        return max(self.view.totals.total - self.view.totals.paid, Decimal("0.00"))
+
+    async def _activity(self, method: Any, arg: Any, summary: str) -> Any:
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=self.policy.activity_timeout,
+            retry_policy=_RETRY, summary=summary,
+        )
+
+    # --- steps -------------------------------------------------------------------------
+
+    async def record(self) -> None:
+        self.wait_for("recording the order")
+        result = await self._activity(StoreActivities.record_order, OrderInput(order=self.order),
+                                      "store the order, find or create the customer")
+        who = "new customer" if result.new_customer else "known customer"
+        where = ", new address" if result.new_address and not result.new_customer else ""
+        self.event("recorded", f"order recorded ({who} #{result.customer_id}{where})")
+
+    async def check(self) -> list[HoldView]:
+        self.wait_for("checking totals, SKUs, address and comment")
+        result: CheckOrderResult = await self._activity(
+            StoreActivities.check_order, OrderInput(order=self.order),
+            "check totals, SKUs, address and comment")
+        if not result.holds:
+            self.event("checked", "checks passed")
+        return result.holds
+
+    async def reserve(self, input: ReserveStockInput) -> ReserveStockResult:
+        self.wait_for("reserving stock")
+        result: ReserveStockResult = await self._activity(
+            StoreActivities.reserve_stock, input, "reserve stock for every line")
+        if result.reserved:
+            self.event("reserved", f"stock reserved in warehouse {result.warehouse}")
+        return result
+
+    async def put_on_hold(self, holds: list[HoldView], *, kind: str,
+                          status: OrderStatus) -> None:
+        self._hold_count += 1
+        self._hold_key = f"{kind}-{self._hold_count}"
+        self.view.hold_reasons = holds
+        reasons = ", ".join(sorted({h.reason.value for h in holds}))
+        body = "\n".join(f"- {h.reason.value}: {h.detail}" for h in holds)
+        ticket = await self._activity(
+            StoreActivities.open_ticket,
+            OpenTicketInput(order_id=self.order_id, key=self._hold_key, kind=kind,
+                            title=f"Order {self.order_id}: {reasons}", body=body),
+            f"open a ticket: {reasons}")
+        self._add_ticket(ticket)
+        workflow.upsert_search_attributes([_HOLD.value_set(reasons)])
+        self.set_status(status)
+        self.event("on_hold", f"{status.value}: {reasons}; ticket #{ticket.ticket_id}")
+        self.wait_for(f"{status.value} since {workflow.now():%Y-%m-%d %H:%M} UTC ({reasons}): "
+                      f"waiting for release or cancel, ticket #{ticket.ticket_id}")
+
+    async def release_hold(self, release: ReleaseInput, *, resume_status: OrderStatus) -> None:
+        ticket = await self._activity(
+            StoreActivities.resolve_ticket,
+            ResolveTicketInput(order_id=self.order_id, key=self._hold_key, by=release.by,
+                               note=release.note),
+            f"resolve the ticket (released by {release.by})")
+        if ticket is not None:
+            self._add_ticket(ticket)
+        self.view.hold_reasons = []
+        workflow.upsert_search_attributes([_HOLD.value_unset()])
+        note = f": {release.note}" if release.note else ""
+        self.event("released", f"released by {release.by}{note}")
+        resume = resume_status if resume_status not in (
+            OrderStatus.ON_HOLD, OrderStatus.BACKORDERED) else OrderStatus.RECEIVED
+        self.set_status(resume)
+
+    async def allocate(self) -> None:
+        self.set_status(OrderStatus.ALLOCATING)
+        self.wait_for("allocating the shipment")
+        shipment = await self._activity(
+            StoreActivities.allocate_shipment, AllocateShipmentInput(order_id=self.order_id),
+            "turn the reservations into a shipment")
+        self.view.shipments = [shipment]
+        self.event("allocated", f"shipment {shipment.shipment_id} from {shipment.warehouse}")
+
+    async def hand_off(self) -> None:
+        shipment = self.view.shipments[0]
+        self.wait_for(f"handing off {shipment.shipment_id} to the fulfillment partner")
+        doc_input = DocumentInput(order=self.view, shipment=shipment)
+        note = await self._activity(DocumentActivities.create_delivery_note, doc_input,
+                                    "render the delivery note (PDF)")
+        xml = await self._activity(DocumentActivities.create_order_xml, doc_input,
+                                   "build the openTRANS ORDER XML")
+        self.view.documents += [note, xml]
+        result = await self._activity(
+            PartnerActivities.hand_off,
+            HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
+                         document_ids=[xml.document_id, note.document_id]),
+            "upload the order XML and delivery note to the partner")
+        shipment.status = "handed_off"
+        shipment.files = result.files
+        self.set_status(OrderStatus.HANDED_OFF)
+        self.event("handed_off", f"handed off to {result.partner}: {', '.join(result.files)}")
+
+    async def escalate(self, shipment_id: str) -> None:
+        ticket = await self._activity(
+            StoreActivities.open_ticket,
+            OpenTicketInput(order_id=self.order_id, key="escalation-ship", kind="escalation",
+                            title=f"Order {self.order_id}: no shipping confirmation",
+                            body=f"Shipment {shipment_id} handed off, not confirmed within "
+                                 f"{self.policy.ship_confirmation_timeout}."),
+            "open an escalation ticket")
+        self._add_ticket(ticket)
+        self.view.escalated = True
+        workflow.upsert_search_attributes([_ESCALATED.value_set(True)])
+        self.event("escalated", f"no shipping confirmation; ticket #{ticket.ticket_id}")
+
+    async def resolve_escalation(self, confirmation: ShipmentConfirmation) -> None:
+        ticket = await self._activity(
+            StoreActivities.resolve_ticket,
+            ResolveTicketInput(order_id=self.order_id, key="escalation-ship", by="system",
+                               note=f"confirmed late: {confirmation.tracking_number}"),
+            "resolve the escalation ticket")
+        if ticket is not None:
+            self._add_ticket(ticket)
+
+    async def notify_shipped(self, confirmation: ShipmentConfirmation) -> None:
+        shipment = self.view.shipments[0]
+        shipment.status = "shipped"
+        shipment.carrier = confirmation.carrier
+        shipment.tracking_number = confirmation.tracking_number
+        shipment.shipped_at = confirmation.shipped_at or workflow.now()
+        shipment.tracking_url = self.policy.tracking_url.format(
+            carrier=confirmation.carrier, tracking_number=confirmation.tracking_number)
+        workflow.upsert_search_attributes([_CARRIER.value_set(confirmation.carrier),
+                                           _TRACKING.value_set(confirmation.tracking_number)])
+        self.set_status(OrderStatus.SHIPPED)
+        await self.send_customer_mail(f"shipped-{shipment.shipment_id}", "shipping_confirmation",
+                                      extra={"shipment": shipment.model_dump(mode="json")})
+
+    async def invoice(self) -> None:
+        self.wait_for("issuing the invoice")
+        doc = await self._activity(DocumentActivities.issue_invoice,
+                                   DocumentInput(order=self.view), "issue the invoice (PDF)")
+        self.view.documents.append(doc)
+        self.set_status(OrderStatus.INVOICED)
+        self.event("invoiced", f"invoice {doc.number}")
+        await self.send_customer_mail("invoice", "invoice", extra={"invoice_number": doc.number},
+                                      attachments=[doc.document_id])
+
+    async def apply_payment(self, payment: PaymentIn, *, key: str) -> None:
+        if payment.currency != self.order.currency:
+            await self._payment_ticket(key, f"payment in {payment.currency}, order in "
+                                            f"{self.order.currency}: not counted")
+            return
+        await self._activity(StoreActivities.record_payment,
+                             RecordPaymentInput(order_id=self.order_id, key=key, payment=payment),
+                             f"record a payment of {payment.amount} {payment.currency}")
+        self.view.payments.append(PaymentRecord(
+            amount=payment.amount, currency=payment.currency, reference=payment.reference,
+            paid_at=payment.paid_at or workflow.now()))
+        totals = self.view.totals
+        totals.paid += payment.amount
+        totals.open = self.open_amount()
+        self.event("payment", f"payment of {payment.amount} {payment.currency} received "
+                              f"({payment.reference or 'no reference'}); open {totals.open}")
+        if totals.paid > totals.total:
+            await self._payment_ticket(key, f"overpaid by {totals.paid - totals.total} "
+                                            f"{payment.currency}: refund or credit needed")
+        self.set_payment_status(
+            PaymentStatus.PAID if totals.paid >= totals.total else PaymentStatus.PARTIALLY_PAID)
+
+    async def cancel_order(self, cancel: CancelInput) -> None:
+        self.wait_for("cancelling")
+        released = await self._activity(StoreActivities.release_stock,
+                                        ReleaseStockInput(order_id=self.order_id),
+                                        "release the reserved stock")
+        self.view.hold_reasons = []
+        self.set_status(OrderStatus.CANCELLED)
+        self.event("cancelled", f"cancelled by {cancel.by}: {cancel.reason}; "
+                                f"{released} reservation(s) released")
+        await self.send_customer_mail("cancelled", "order_cancelled",
+                                      extra={"reason": cancel.reason})
+        self.wait_for("cancelled")
+
+    async def send_customer_mail(self, key: str, template: str, *,
+                                 extra: dict[str, Any] | None = None,
+                                 attachments: list[str] | None = None) -> None:
+        context = {"order": self.view.model_dump(mode="json"), **(extra or {})}
+        result = await self._activity(
+            MailActivities.send_mail,
+            SendMailInput(order_id=self.order_id, key=key, to=str(self.order.customer.email),
+                          template=template, context=context, attachments=attachments or []),
+            f"mail to the customer: {template}")
+        self.event("mail", f"mail {template} sent ({result.message_id})")
+
+    # --- internals ---------------------------------------------------------------------
+
+    async def _payment_ticket(self, key: str, text: str) -> None:
+        ticket = await self._activity(
+            StoreActivities.open_ticket,
+            OpenTicketInput(order_id=self.order_id, key=f"{key}-ticket", kind="payment",
+                            title=f"Order {self.order_id}: {text}", body=text),
+            "open a payment ticket")
+        self._add_ticket(ticket)
+        self.event("payment_ticket", f"{text}; ticket #{ticket.ticket_id}")
+
+    def _add_ticket(self, ticket: TicketView) -> None:
+        self.view.tickets = [t for t in self.view.tickets if t.ticket_id != ticket.ticket_id]
+        self.view.tickets.append(ticket)
