@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     cancel_unpaid_after: Duration = timedelta(days=14)
     ship_confirmation_timeout: Duration = timedelta(days=2)
     review_request_after: Duration = timedelta(days=7)
+    # How long one activity attempt may take before Temporal retries it elsewhere (also how
+    # long the steps of a crashed worker wait before they are picked up again).
+    activity_timeout: Duration = timedelta(seconds=60)
 
     @classmethod
     def settings_customise_sources(

@@ -98,14 +98,20 @@ class SearchAttr:
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+# Loaded once at import: pycountry reads its data files lazily, and file access is refused
+# inside the workflow sandbox (payloads are validated there when a workflow decodes input).
+_CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
+_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
+
+
 def _currency(code: str) -> str:
-    if pycountry.currencies.get(alpha_3=code) is None:
+    if code not in _CURRENCIES:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code")
     return code
 
 
 def _country(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    if code not in _COUNTRIES:
         raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
     return code
 

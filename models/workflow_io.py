@@ -20,7 +20,7 @@ class OrderPolicy(BaseModel):
     ship_confirmation_timeout: timedelta = timedelta(days=2)
     review_request_after: timedelta = timedelta(days=7)
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
-    activity_timeout: timedelta = timedelta(minutes=2)
+    activity_timeout: timedelta = timedelta(seconds=60)
 
 
 class OrderWorkflowInput(BaseModel):

@@ -55,6 +55,29 @@ class Accepted(BaseModel):
     accepted: bool = True
 
 
+def require(role: Role) -> Callable[..., Awaitable[str]]:
+    """A dependency that admits keys of ``role`` (staff keys are admitted everywhere)."""
+
+    async def check(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        keys: dict[str, str] = request.app.state.api_keys
+        if creds is None or creds.credentials not in keys:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
+                                headers={"WWW-Authenticate": "Bearer"})
+        granted = keys[creds.credentials]
+        if role == "staff" and granted != "staff":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the staff role")
+        return granted
+
+    return check
+
+
+ClientRole = Annotated[str, Depends(require("client"))]
+StaffRole = Annotated[str, Depends(require("staff"))]
+
+
 def resolve_api_keys(settings: Settings) -> dict[str, str]:
     """Keys from settings; without any, make a random pair and log it (demo use only)."""
     keys = settings.api_key_roles()
@@ -80,22 +103,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
         yield
 
     app = FastAPI(title="Auftragsmanager API", version="0.1.0", lifespan=lifespan)
-
-    def require(role: Role) -> Callable[..., Awaitable[str]]:
-        async def check(
-            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ) -> str:
-            if creds is None or creds.credentials not in keys:
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            granted = keys[creds.credentials]
-            if role == "staff" and granted != "staff":
-                raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the staff role")
-            return granted
-        return check
-
-    Client_ = Annotated[str, Depends(require("client"))]
-    Staff = Annotated[str, Depends(require("staff"))]
+    app.state.api_keys = keys
 
     def temporal() -> Client:
         return state["client"]  # type: ignore[no-any-return]
@@ -109,18 +117,18 @@ def create_app(settings: Settings, *, client: Client | None = None,
         return JSONResponse({"detail": str(exc), "status": exc.status.value}, status_code=409)
 
     @app.post("/orders", status_code=201, response_model=OrderAccepted)
-    async def submit(order: OrderIn, response: Response, _: Client_) -> OrderAccepted:
+    async def submit(order: OrderIn, response: Response, _: ClientRole) -> OrderAccepted:
         current, created = await service.submit_order(temporal(), order, settings=settings)
         if not created:
             response.status_code = 200
         return OrderAccepted(order_id=order.order_id, status=current)
 
     @app.get("/orders/{order_id}", response_model=OrderView)
-    async def show(order_id: str, _: Client_) -> OrderView:
+    async def show(order_id: str, _: ClientRole) -> OrderView:
         return await service.get_order(temporal(), order_id)
 
     @app.get("/orders")
-    async def index(_: Client_, status: str | None = None, channel: str | None = None,
+    async def index(_: ClientRole, status: str | None = None, channel: str | None = None,
                     q: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         found = await service.list_orders(temporal(), status=status, channel=channel, q=q,
@@ -128,33 +136,33 @@ def create_app(settings: Settings, *, client: Client | None = None,
         return [s.as_dict() for s in found]
 
     @app.post("/orders/{order_id}/release")
-    async def release(order_id: str, body: ReleaseInput, _: Staff) -> dict[str, str]:
+    async def release(order_id: str, body: ReleaseInput, _: StaffRole) -> dict[str, str]:
         was = await service.release_order(temporal(), order_id, body)
         return {"order_id": order_id, "previous_status": was, "status": "released"}
 
     @app.post("/orders/{order_id}/hold")
-    async def hold(order_id: str, body: HoldInput, _: Staff) -> dict[str, str]:
+    async def hold(order_id: str, body: HoldInput, _: StaffRole) -> dict[str, str]:
         was = await service.hold_order(temporal(), order_id, body)
         return {"order_id": order_id, "previous_status": was, "status": "hold_requested"}
 
     @app.post("/orders/{order_id}/cancel")
-    async def cancel(order_id: str, body: CancelInput, _: Staff) -> dict[str, str]:
+    async def cancel(order_id: str, body: CancelInput, _: StaffRole) -> dict[str, str]:
         was = await service.cancel_order(temporal(), order_id, body)
         return {"order_id": order_id, "previous_status": was, "status": "cancel_requested"}
 
     @app.post("/orders/{order_id}/payments", status_code=202, response_model=Accepted)
-    async def pay(order_id: str, body: PaymentIn, _: Client_) -> Accepted:
+    async def pay(order_id: str, body: PaymentIn, _: ClientRole) -> Accepted:
         await service.record_payment(temporal(), order_id, body)
         return Accepted(order_id=order_id)
 
     @app.post("/shipments/confirmations", status_code=202, response_model=Accepted)
-    async def confirm(body: ShipmentConfirmationIn, _: Client_) -> Accepted:
+    async def confirm(body: ShipmentConfirmationIn, _: ClientRole) -> Accepted:
         confirmation = ShipmentConfirmation.model_validate(body.model_dump(exclude={"order_id"}))
         await service.confirm_shipment(temporal(), body.order_id, confirmation)
         return Accepted(order_id=body.order_id)
 
     @app.get("/documents/{document_id}")
-    async def document(document_id: str, _: Client_) -> Response:
+    async def document(document_id: str, _: ClientRole) -> Response:
         doc = await asyncio.to_thread(get_document, state["engine"], document_id)
         if doc is None:
             raise HTTPException(404, f"document {document_id} not found")
@@ -162,11 +170,11 @@ def create_app(settings: Settings, *, client: Client | None = None,
                         headers={"Content-Disposition": f'inline; filename="{doc.filename}"'})
 
     @app.get("/tickets")
-    async def tickets(_: Staff, status: str | None = "open") -> list[dict[str, Any]]:
+    async def tickets(_: StaffRole, status: str | None = "open") -> list[dict[str, Any]]:
         return await asyncio.to_thread(list_tickets, state["engine"], status=status)
 
     @app.get("/products")
-    async def products(_: Client_) -> list[dict[str, Any]]:
+    async def products(_: ClientRole) -> list[dict[str, Any]]:
         return await asyncio.to_thread(list_products, state["engine"])
 
     @app.get("/health")

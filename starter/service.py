@@ -42,7 +42,7 @@ from workflows.order import CANCELLABLE, NOT_HOLDABLE, OrderWorkflow
 
 __all__ = [
     "OrderNotFound", "OrderStateConflict", "OrderSummary", "ServiceError", "cancel_order",
-    "confirm_shipment", "get_order", "hold_order", "list_orders", "policy_from",
+    "confirm_shipment", "get_order", "hold_order", "list_orders", "order_status", "policy_from",
     "record_payment", "release_order", "submit_order",
 ]
 
@@ -88,6 +88,7 @@ def policy_from(settings: Settings) -> OrderPolicy:
         ship_confirmation_timeout=settings.ship_confirmation_timeout,
         review_request_after=settings.review_request_after,
         tracking_url=settings.tracking_url,
+        activity_timeout=settings.activity_timeout,
     )
 
 
@@ -161,7 +162,7 @@ async def list_orders(client: Client, *, status: str | None = None, channel: str
 
 
 async def release_order(client: Client, order_id: str, release: ReleaseInput) -> str:
-    status = await _status_for(client, order_id)
+    status = await order_status(client, order_id)
     if status not in (OrderStatus.ON_HOLD, OrderStatus.BACKORDERED):
         raise OrderStateConflict(order_id, status, "release")
     await _handle(client, order_id).signal(OrderWorkflow.release, release)
@@ -169,7 +170,7 @@ async def release_order(client: Client, order_id: str, release: ReleaseInput) ->
 
 
 async def hold_order(client: Client, order_id: str, hold: HoldInput) -> str:
-    status = await _status_for(client, order_id)
+    status = await order_status(client, order_id)
     if status in NOT_HOLDABLE or status == OrderStatus.ON_HOLD:
         raise OrderStateConflict(order_id, status, "hold")
     await _handle(client, order_id).signal(OrderWorkflow.hold, hold)
@@ -177,7 +178,7 @@ async def hold_order(client: Client, order_id: str, hold: HoldInput) -> str:
 
 
 async def cancel_order(client: Client, order_id: str, cancel: CancelInput) -> str:
-    status = await _status_for(client, order_id)
+    status = await order_status(client, order_id)
     if status not in CANCELLABLE:
         raise OrderStateConflict(order_id, status, "cancel")
     await _handle(client, order_id).signal(OrderWorkflow.cancel, cancel)
@@ -214,7 +215,7 @@ async def _describe(client: Client, order_id: str) -> Any:
         raise
 
 
-async def _status_for(client: Client, order_id: str) -> OrderStatus:
+async def order_status(client: Client, order_id: str) -> OrderStatus:
     """The status from the workflow's own search attribute (no worker needed)."""
     desc = await _describe(client, order_id)
     value = desc.typed_search_attributes.get(_KEYWORD(SearchAttr.ORDER_STATUS))
@@ -222,7 +223,7 @@ async def _status_for(client: Client, order_id: str) -> OrderStatus:
 
 
 async def _current_status(client: Client, order_id: str) -> str:
-    return (await _status_for(client, order_id)).value
+    return (await order_status(client, order_id)).value
 
 
 async def _signal_running(client: Client, order_id: str, action: str, signal: Any,

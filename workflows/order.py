@@ -16,6 +16,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # pydantic validates EmailStr with these lazily; load them outside the sandbox up front
+    import email_validator  # noqa: F401
+    import idna  # noqa: F401
+
     from models.activities import ReserveStockInput, StockLine
     from models.orders import (
         CLOSED_STATUSES,

@@ -1,0 +1,322 @@
+"""Documents: delivery note and invoice (PDF), openTRANS ORDER (XML), stored in the database.
+
+Every document row is keyed by ``(order_id, key)``: a retried activity finds the row it
+stored before and returns it, without rendering again or burning a second invoice number.
+Invoice numbers are gapless per year: the number is taken from ``number_range``, the PDF is
+rendered and the row inserted in one transaction, so any failure rolls the number back.
+
+The activity methods are sync on purpose (CPU-bound rendering, sync database sessions):
+the worker runs them in its ``activity_executor`` thread pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.opentrans import build_order_xml
+from activities.render import PdfRenderer
+from models.activities import DocumentInput
+from models.orders import DocumentView, OrderView, ShipmentView
+from models.rules import line_total, round_money
+from models.tables import Document, NumberRange
+from settings import Settings
+
+__all__ = [
+    "DocumentActivities",
+    "Invoice",
+    "InvoiceLine",
+    "TaxAmount",
+    "compute_invoice",
+    "get_document",
+    "next_number",
+]
+
+log = logging.getLogger("orders.documents")
+
+PDF = "application/pdf"
+XML = "application/xml"
+_MAX_DOCUMENT_ID = 160  # column widths in models.tables.Document
+_MAX_KEY = 100
+
+
+# --- invoice amounts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+    tax_rate: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class TaxAmount:
+    """The VAT at one rate: ``net + tax == gross``."""
+
+    rate: Decimal
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    prices_gross: bool  # b2c: prices include VAT; b2b: VAT is added on top
+    lines: list[InvoiceLine]
+    shipping: Decimal
+    shipping_rate: Decimal
+    taxes: list[TaxAmount]
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+
+
+def compute_invoice(order: OrderView) -> Invoice:
+    """Line totals, VAT per rate and totals, by the rules of ``models.rules`` (so the invoice
+    total is the order's ``totals.total``): prices are gross for b2c, with the VAT contained
+    computed per rate on the gross sum; net for b2b, with the VAT added and rounded per line.
+    Shipping is taxed at the highest rate among the lines."""
+    prices_gross = order.customer.type == "b2c"
+    lines = [InvoiceLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                         unit_price=ln.unit_price, tax_rate=ln.tax_rate, total=line_total(ln))
+             for ln in order.lines]
+    shipping = round_money(order.totals.shipping)
+    shipping_rate = max((ln.tax_rate for ln in lines), default=Decimal(0))
+    amounts = [(ln.tax_rate, ln.total) for ln in lines] + [(shipping_rate, shipping)]
+    taxes = _gross_taxes(amounts) if prices_gross else _net_taxes(amounts)
+    return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,
+                   shipping_rate=shipping_rate, taxes=taxes,
+                   net=sum((t.net for t in taxes), Decimal("0.00")),
+                   tax=sum((t.tax for t in taxes), Decimal("0.00")),
+                   gross=sum((t.gross for t in taxes), Decimal("0.00")))
+
+
+def _gross_taxes(amounts: list[tuple[Decimal, Decimal]]) -> list[TaxAmount]:
+    gross: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for rate, amount in amounts:
+        gross[rate] += amount
+    taxes = []
+    for rate, base in sorted(gross.items(), reverse=True):
+        tax = round_money(base * rate / (100 + rate))
+        taxes.append(TaxAmount(rate=rate, net=base - tax, tax=tax, gross=base))
+    return taxes
+
+
+def _net_taxes(amounts: list[tuple[Decimal, Decimal]]) -> list[TaxAmount]:
+    net: dict[Decimal, Decimal] = defaultdict(Decimal)
+    vat: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for rate, amount in amounts:
+        net[rate] += amount
+        vat[rate] += round_money(amount * rate / 100)
+    return [TaxAmount(rate=rate, net=base, tax=vat[rate], gross=base + vat[rate])
+            for rate, base in sorted(net.items(), reverse=True)]
+
+
+# --- database ------------------------------------------------------------------------
+
+
+def get_document(engine: Engine, document_id: str) -> Document | None:
+    """The stored document (bytes, media type, filename) for the API, or None."""
+    with Session(engine) as session:
+        return session.get(Document, document_id)
+
+
+def next_number(session: Session, *, kind: str, year: int) -> int:
+    """Take the next number of ``(kind, year)`` inside the caller's transaction.
+
+    The row is created if missing (safe under concurrency on SQLite and PostgreSQL), then
+    incremented with ``UPDATE ... RETURNING``, which holds the row lock on PostgreSQL until
+    the caller commits or rolls back (SQLite: the engine's BEGIN IMMEDIATE). A rollback
+    returns the number, so the range stays gapless."""
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(
+        session.get_bind().dialect.name)
+    if insert is None:
+        raise RuntimeError(f"number ranges need SQLite or PostgreSQL, not "
+                           f"{session.get_bind().dialect.name}")
+    session.exec(insert(NumberRange).values(kind=kind, year=year, last_number=0)
+                 .on_conflict_do_nothing(index_elements=["kind", "year"]))
+    bump = (update(NumberRange)
+            .where(col(NumberRange.kind) == kind, col(NumberRange.year) == year)
+            .values(last_number=col(NumberRange.last_number) + 1)
+            .returning(col(NumberRange.last_number))
+            .execution_options(synchronize_session=False))
+    return int(session.exec(bump).scalar_one())
+
+
+def _find(session: Session, order_id: str, key: str) -> Document | None:
+    return session.exec(select(Document).where(Document.order_id == order_id,
+                                               Document.key == key)).first()
+
+
+def _view(row: Document) -> DocumentView:
+    return DocumentView(document_id=row.document_id, kind=row.kind, number=row.number,
+                        filename=row.filename)
+
+
+# --- identities ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Which document row an activity call produces."""
+
+    order_id: str
+    key: str
+    kind: str
+    document_id: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    content: bytes
+    filename: str
+    number: str | None = None
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` if it fits the column, else a readable prefix plus a digest of the whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 17]}~{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _shipment_target(order_id: str, shipment: ShipmentView | None, kind: str,
+                     media_type: str) -> _Target:
+    if shipment is None:
+        return _Target(order_id, kind, kind, f"{order_id}-{kind}", media_type)
+    sid = shipment.shipment_id
+    return _Target(order_id, _bounded(f"{kind}:{sid}", _MAX_KEY), kind,
+                   _bounded(f"{order_id}-{kind}-{sid}", _MAX_DOCUMENT_ID), media_type)
+
+
+def _file_stem(order_id: str, shipment: ShipmentView | None) -> str:
+    """``{order_id}-{shipment_id}``, naming the order only once if the shipment id has it."""
+    if shipment is None:
+        return order_id
+    sid = shipment.shipment_id
+    return sid if sid.startswith(f"{order_id}-") else f"{order_id}-{sid}"
+
+
+# --- template contexts ---------------------------------------------------------------
+
+
+def _shop(settings: Settings) -> dict[str, str]:
+    return {"name": settings.shop_name, "address": settings.shop_address,
+            "bank_account_holder": settings.bank_account_holder,
+            "bank_iban": settings.bank_iban, "bank_bic": settings.bank_bic}
+
+
+def _delivery_date(order: OrderView, fallback: datetime) -> datetime:
+    shipped = [s.shipped_at for s in order.shipments if s.shipped_at is not None]
+    return max(shipped, default=fallback)
+
+
+# --- activities ----------------------------------------------------------------------
+
+
+class DocumentActivities:
+    """Renders and stores the documents of an order (PDF and openTRANS XML)."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.renderer = PdfRenderer(settings.templates_dir / "documents")
+
+    @activity.defn
+    def create_delivery_note(self, input: DocumentInput) -> DocumentView:
+        """The German delivery note (Lieferschein) of a shipment, without prices."""
+        order, shipment = input.order, input.shipment
+        target = _shipment_target(order.order_id, shipment, "delivery_note", PDF)
+
+        def render(_: Session) -> _Rendered:
+            context = {"shop": _shop(self.settings), "order": order, "shipment": shipment,
+                       "date": datetime.now(UTC)}
+            return _Rendered(self.renderer.render_pdf("lieferschein.html", context),
+                             f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf")
+
+        return self._create_once(target, render)
+
+    @activity.defn
+    def create_order_xml(self, input: DocumentInput) -> DocumentView:
+        """The openTRANS 2.1 ORDER for the fulfillment partner (validated against the XSD)."""
+        order, shipment = input.order, input.shipment
+        target = _shipment_target(order.order_id, shipment, "order_xml", XML)
+
+        def build(_: Session) -> _Rendered:
+            content = build_order_xml(order, shipment, supplier_name=self.settings.shop_name)
+            return _Rendered(content, f"{_file_stem(order.order_id, shipment)}.xml")
+
+        return self._create_once(target, build)
+
+    @activity.defn
+    def issue_invoice(self, input: DocumentInput) -> DocumentView:
+        """The German invoice (Rechnung) with the next gapless number of the year."""
+        order = input.order
+        target = _Target(order.order_id, "invoice", "invoice", f"{order.order_id}-invoice", PDF)
+
+        def issue(session: Session) -> _Rendered:
+            issued_at = datetime.now(UTC)
+            sequence = next_number(session, kind="invoice", year=issued_at.year)
+            number = self.settings.invoice_number_format.format(year=issued_at.year,
+                                                                number=sequence)
+            context = self._invoice_context(order, number, issued_at)
+            return _Rendered(self.renderer.render_pdf("rechnung.html", context),
+                             f"{number}.pdf", number)
+
+        return self._create_once(target, issue)
+
+    def _invoice_context(self, order: OrderView, number: str,
+                         issued_at: datetime) -> dict[str, Any]:
+        return {"shop": _shop(self.settings), "order": order, "number": number,
+                "date": issued_at, "delivery_date": _delivery_date(order, issued_at),
+                "invoice": compute_invoice(order), "currency": order.currency}
+
+    def _create_once(self, target: _Target,
+                     produce: Callable[[Session], _Rendered]) -> DocumentView:
+        """Return the stored row for ``target``, or produce and insert it in one transaction.
+
+        ``produce`` runs inside the transaction (the invoice takes its number there); if a
+        concurrent call stored the same document first, ours is rolled back and theirs
+        returned."""
+        if (found := self._existing(target)) is not None:
+            return found
+        try:
+            with Session(self.engine) as session:
+                rendered = produce(session)
+                row = Document(
+                    document_id=target.document_id, order_id=target.order_id, key=target.key,
+                    kind=target.kind, number=rendered.number, filename=rendered.filename,
+                    media_type=target.media_type, content=rendered.content,
+                    sha256=hashlib.sha256(rendered.content).hexdigest())
+                view = _view(row)
+                session.add(row)
+                session.commit()
+                return view
+        except IntegrityError:
+            if (found := self._existing(target)) is None:
+                raise
+            log.info("document %s was stored concurrently; returning that one",
+                     target.document_id)
+            return found
+
+    def _existing(self, target: _Target) -> DocumentView | None:
+        with Session(self.engine) as session:
+            row = _find(session, target.order_id, target.key)
+            return _view(row) if row is not None else None

@@ -1,0 +1,231 @@
+"""openTRANS 2.1 ORDER documents, built with lxml and validated against the official XSD.
+
+The schema (``schemas/opentrans-2.1/opentrans_2_1.xsd`` with its imports in the same
+folder) is loaded once per process, lazily, from the repository with a parser that never
+touches the network. A document that does not validate raises a non-retryable
+``ApplicationError(type="InvalidDocument")``: retrying would build the same document again.
+
+Parties: the customer is ``buyer`` (billing address) and ``invoice_recipient``, the
+delivery address is ``delivery``, the shop is ``supplier``. Prices are as in the order
+(gross for b2c, net for b2b); each line carries its VAT rate in ``TAX_DETAILS_FIX``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from lxml import etree
+from temporalio.exceptions import ApplicationError
+
+from models.orders import Address, Customer, OrderLine, OrderView, ShipmentView
+
+__all__ = [
+    "BMECAT_NS",
+    "INVALID_DOCUMENT",
+    "OPENTRANS_NS",
+    "SCHEMA_PATH",
+    "build_order",
+    "build_order_xml",
+    "validate",
+]
+
+OPENTRANS_NS = "http://www.opentrans.org/XMLSchema/2.1"
+BMECAT_NS = "http://www.bmecat.org/bmecat/2005"
+SCHEMA_PATH = (Path(__file__).resolve().parent.parent / "schemas" / "opentrans-2.1"
+               / "opentrans_2_1.xsd")
+INVALID_DOCUMENT = "InvalidDocument"
+GENERATOR = "Auftragsmanager"
+PIECE = "C62"  # UN/ECE Rec. 20 "one" (piece), in bmecat's dtPUNIT list
+
+_NSMAP = {None: OPENTRANS_NS, "bmecat": BMECAT_NS}
+_schema_lock = threading.Lock()
+
+
+@functools.cache
+def _schema() -> etree.XMLSchema:
+    parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(SCHEMA_PATH), parser))
+
+
+def validate(root: etree._Element) -> None:
+    """Raise ``ApplicationError(type="InvalidDocument")`` unless ``root`` is valid openTRANS."""
+    with _schema_lock:  # loads once; libxml2 validation contexts are not shared safely
+        schema = _schema()
+        valid = schema.validate(root)
+        errors = [f"line {e.line}: {e.message}" for e in schema.error_log][:5]
+    if not valid:
+        raise ApplicationError("openTRANS document does not validate: " + "; ".join(errors),
+                               type=INVALID_DOCUMENT, non_retryable=True)
+
+
+def build_order_xml(order: OrderView, shipment: ShipmentView | None = None, *,
+                    supplier_name: str, generated_at: datetime | None = None) -> bytes:
+    """The validated ORDER document as UTF-8 bytes with an XML declaration."""
+    root = build_order(order, shipment, supplier_name=supplier_name, generated_at=generated_at)
+    validate(root)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def build_order(order: OrderView, shipment: ShipmentView | None = None, *,
+                supplier_name: str, generated_at: datetime | None = None) -> etree._Element:
+    """The ``<ORDER>`` element (not yet validated)."""
+    now = generated_at or datetime.now(UTC)
+    root = etree.Element(_ot("ORDER"), nsmap=_NSMAP, version="2.1", type="standard")
+    root.append(_header(order, shipment, supplier_name, now))
+    items = _sub(root, "ORDER_ITEM_LIST")
+    for number, line in enumerate(order.lines, start=1):
+        items.append(_item(number, line))
+    summary = _sub(root, "ORDER_SUMMARY")
+    _sub(summary, "TOTAL_ITEM_NUM", str(len(order.lines)))
+    _sub(summary, "TOTAL_AMOUNT", _amount(sum((_line_amount(ln) for ln in order.lines),
+                                              Decimal("0"))))
+    return root
+
+
+# --- header --------------------------------------------------------------------------
+
+
+def _header(order: OrderView, shipment: ShipmentView | None, supplier_name: str,
+            now: datetime) -> etree._Element:
+    header = etree.Element(_ot("ORDER_HEADER"))
+    control = _sub(header, "CONTROL_INFO")
+    _sub(control, "GENERATOR_INFO", GENERATOR)
+    _sub(control, "GENERATION_DATE", _datetime(now))
+    info = _sub(header, "ORDER_INFO")
+    _sub(info, "ORDER_ID", order.order_id)
+    _sub(info, "ORDER_DATE", _datetime(_order_date(order, now)))
+    _parties(_sub(info, "PARTIES"), order, supplier_name)
+    refs = _sub(info, "ORDER_PARTIES_REFERENCE")
+    _sub(refs, _bm("BUYER_IDREF"), _buyer_id(order), type="supplier_specific")
+    _sub(refs, _bm("SUPPLIER_IDREF"), "shop", type="supplier_specific")
+    _sub(refs, "INVOICE_RECIPIENT_IDREF", _buyer_id(order), type="supplier_specific")
+    shipment_refs = _sub(refs, "SHIPMENT_PARTIES_REFERENCE")
+    _sub(shipment_refs, "DELIVERY_IDREF", _delivery_id(order), type="supplier_specific")
+    _sub(info, _bm("CURRENCY"), order.currency)
+    for kind, text in _remarks(order, shipment):
+        _sub(info, "REMARKS", text, type=kind)
+    return header
+
+
+def _order_date(order: OrderView, fallback: datetime) -> datetime:
+    """When the order came in: its first timeline event (the view has no placed_at)."""
+    return min((event.at for event in order.timeline), default=fallback)
+
+
+def _parties(parties: etree._Element, order: OrderView, supplier_name: str) -> None:
+    buyer = _party(parties, _buyer_id(order), ["buyer", "invoice_recipient"],
+                   order.billing_address)
+    _contact(buyer.find(_ot("ADDRESS")), order.customer)
+    _party(parties, _delivery_id(order), ["delivery"], order.shipping_address)
+    supplier = _sub(parties, "PARTY")
+    _sub(supplier, _bm("PARTY_ID"), "shop", type="supplier_specific")
+    _sub(supplier, "PARTY_ROLE", "supplier")
+    _sub(_sub(supplier, "ADDRESS"), _bm("NAME"), _clip(supplier_name, 50))
+
+
+def _party(parties: etree._Element, party_id: str, roles: list[str],
+           addr: Address) -> etree._Element:
+    party = _sub(parties, "PARTY")
+    _sub(party, _bm("PARTY_ID"), party_id, type="supplier_specific")
+    for role in roles:
+        _sub(party, "PARTY_ROLE", role)
+    address = _sub(party, "ADDRESS")
+    names = [addr.company, addr.name] if addr.company else [addr.name]
+    for tag, value in zip(("NAME", "NAME2"), filter(None, names), strict=False):
+        _sub(address, _bm(tag), _clip(value, 50))
+    for tag, value, limit in (("STREET", addr.street, 50), ("ZIP", addr.postal_code, 20),
+                              ("CITY", addr.city, 50)):
+        if value:
+            _sub(address, _bm(tag), _clip(value, limit))
+    _sub(address, _bm("COUNTRY_CODED"), addr.country)
+    return party
+
+
+def _contact(address: etree._Element | None, customer: Customer) -> None:
+    """VAT id, phone and e-mail, appended after COUNTRY_CODED in schema order."""
+    if address is None:
+        return
+    if customer.vat_id:
+        _sub(address, _bm("VAT_ID"), customer.vat_id)
+    if customer.phone:
+        _sub(address, _bm("PHONE"), customer.phone)
+    _sub(address, _bm("EMAIL"), str(customer.email))
+
+
+def _remarks(order: OrderView, shipment: ShipmentView | None) -> list[tuple[str, str]]:
+    remarks = []
+    if shipment is not None:
+        remarks.append(("deliverynote", f"Sendung {shipment.shipment_id}, "
+                                        f"Lager {shipment.warehouse}"))
+    if order.comment:
+        remarks.append(("general", order.comment))
+    return remarks
+
+
+def _buyer_id(order: OrderView) -> str:
+    return _clip(f"customer:{order.customer.email}", 250)
+
+
+def _delivery_id(order: OrderView) -> str:
+    return _clip(f"delivery:{order.order_id}", 250)
+
+
+# --- items ---------------------------------------------------------------------------
+
+
+def _item(number: int, line: OrderLine) -> etree._Element:
+    item = etree.Element(_ot("ORDER_ITEM"))
+    _sub(item, "LINE_ITEM_ID", str(number))
+    product = _sub(item, "PRODUCT_ID")
+    _sub(product, _bm("SUPPLIER_PID"), line.sku, type="supplier_specific")
+    _sub(product, _bm("DESCRIPTION_SHORT"), _clip(line.name, 150))
+    _sub(item, "QUANTITY", str(line.quantity))
+    _sub(item, _bm("ORDER_UNIT"), PIECE)
+    price = _sub(item, "PRODUCT_PRICE_FIX")
+    _sub(price, _bm("PRICE_AMOUNT"), _amount(line.unit_price))
+    tax = _sub(price, "TAX_DETAILS_FIX")
+    _sub(tax, _bm("TAX_TYPE"), "vat")
+    _sub(tax, _bm("TAX"), _amount(line.tax_rate / 100, places=4))
+    _sub(item, "PRICE_LINE_AMOUNT", _amount(_line_amount(line)))
+    return item
+
+
+def _line_amount(line: OrderLine) -> Decimal:
+    return line.unit_price * line.quantity
+
+
+# --- small helpers -------------------------------------------------------------------
+
+
+def _ot(tag: str) -> str:
+    return f"{{{OPENTRANS_NS}}}{tag}"
+
+
+def _bm(tag: str) -> str:
+    return f"{{{BMECAT_NS}}}{tag}"
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None,
+         **attrib: str) -> etree._Element:
+    """Append a child; ``tag`` is an openTRANS name unless already qualified (``_bm``)."""
+    child = etree.SubElement(parent, tag if tag.startswith("{") else _ot(tag), attrib)
+    if text is not None:
+        child.text = text
+    return child
+
+
+def _amount(value: Decimal, places: int = 2) -> str:
+    return f"{Decimal(value).quantize(Decimal(1).scaleb(-places)):f}"
+
+
+def _datetime(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _clip(text: str, limit: int) -> str:
+    """Schema length limits (NAME 50, DESCRIPTION_SHORT 150, ...); never an empty string."""
+    return text[:limit].rstrip() or text[:limit]

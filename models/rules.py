@@ -1,0 +1,187 @@
+"""Pure order rules: totals and tax, the checks that put an order on hold, address matching.
+
+Pure and sandbox-safe (no I/O, clocks or randomness), so the workflow may call these
+directly. Money is ``Decimal`` rounded to cents with ``ROUND_HALF_UP``.
+
+Prices are gross for ``b2c`` and net for ``b2b`` customers. For ``b2b`` the VAT is added
+per line (each line's VAT rounded on its own) and on shipping at the highest rate of the
+order's lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import textwrap
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
+
+from models.orders import Address, HoldReason, HoldView, OrderIn, OrderLine, Totals
+
+__all__ = [
+    "COMMENT_DETAIL_WIDTH",
+    "NORMALIZED_MAX_LENGTH",
+    "check_order",
+    "compute_totals",
+    "line_total",
+    "normalize_address",
+    "round_money",
+    "vat_by_rate",
+]
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+COMMENT_DETAIL_WIDTH = 200
+NORMALIZED_MAX_LENGTH = 400  # CustomerAddress.normalized
+_GERMAN_POSTAL_CODE = re.compile(r"^\d{5}$")
+
+
+def round_money(amount: Decimal) -> Decimal:
+    """Round to cents, half up (the commercial rounding of German invoices)."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def line_total(line: OrderLine) -> Decimal:
+    """Quantity times unit price (gross or net, as the order's prices are)."""
+    return round_money(line.unit_price * line.quantity)
+
+
+# --- totals and tax ----------------------------------------------------------------------
+
+
+def _shipping_rate(order: OrderIn) -> Decimal:
+    return max((line.tax_rate for line in order.lines), default=Decimal(0))
+
+
+def _net_vat(net: Decimal, rate: Decimal) -> Decimal:
+    return round_money(net * rate / HUNDRED)
+
+
+def _included_vat(gross: Decimal, rate: Decimal) -> Decimal:
+    return round_money(gross * rate / (HUNDRED + rate))
+
+
+def vat_by_rate(order: OrderIn) -> dict[Decimal, Decimal]:
+    """The VAT of the order per tax rate, shipping included (at the highest line rate).
+
+    ``b2b``: VAT on top of the net prices, rounded per line. ``b2c``: the VAT contained in the
+    gross prices, computed per rate on the gross sum. Rates keep the order of first use.
+    """
+    b2b = order.customer.type == "b2b"
+    vat: dict[Decimal, Decimal] = {}
+    if b2b:
+        for line in order.lines:
+            vat[line.tax_rate] = vat.get(line.tax_rate, Decimal(0)) + _net_vat(
+                line_total(line), line.tax_rate)
+        rate = _shipping_rate(order)
+        vat[rate] = vat.get(rate, Decimal(0)) + _net_vat(order.shipping.price, rate)
+        return vat
+    gross: dict[Decimal, Decimal] = {}
+    for line in order.lines:
+        gross[line.tax_rate] = gross.get(line.tax_rate, Decimal(0)) + line_total(line)
+    rate = _shipping_rate(order)
+    gross[rate] = gross.get(rate, Decimal(0)) + order.shipping.price
+    return {rate: _included_vat(amount, rate) for rate, amount in gross.items()}
+
+
+def compute_totals(order: OrderIn) -> Totals:
+    """Goods, shipping and the total to pay.
+
+    ``goods`` and ``shipping`` are as priced (gross for ``b2c``, net for ``b2b``); ``total`` is
+    always gross. ``given_total`` is the shop's ``total`` (if any); ``open`` starts at the total.
+    """
+    goods = round_money(sum((line_total(line) for line in order.lines), Decimal(0)))
+    shipping = round_money(order.shipping.price)
+    total = goods + shipping
+    if order.customer.type == "b2b":
+        total += sum(vat_by_rate(order).values(), Decimal(0))
+    total = round_money(total)
+    return Totals(goods=goods, shipping=shipping, total=total, given_total=order.total,
+                  paid=Decimal("0.00"), open=total)
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def _check_total(order: OrderIn) -> HoldView | None:
+    if order.total is None:
+        return None
+    computed = compute_totals(order).total
+    if round_money(order.total) == computed:
+        return None
+    return HoldView(reason=HoldReason.TOTAL_MISMATCH,
+                    detail=f"given total {round_money(order.total)} {order.currency}, "
+                           f"computed {computed} {order.currency}")
+
+
+def _check_skus(order: OrderIn, known_skus: set[str]) -> HoldView | None:
+    unknown = sorted({line.sku for line in order.lines} - known_skus)
+    if not unknown:
+        return None
+    return HoldView(reason=HoldReason.UNKNOWN_SKU, detail=f"unknown SKU: {', '.join(unknown)}")
+
+
+def _address_problems(address: Address) -> list[str]:
+    problems = [f"{field} missing" for field in ("name", "street", "postal_code", "city")
+                if not getattr(address, field).strip()]
+    postal_code = address.postal_code.strip()
+    if address.country == "DE" and postal_code and not _GERMAN_POSTAL_CODE.match(postal_code):
+        problems.append(f"postal code {postal_code!r} is not 5 digits")
+    return problems
+
+
+def _check_address(order: OrderIn) -> HoldView | None:
+    problems = _address_problems(order.delivery_address)
+    if not problems:
+        return None
+    return HoldView(reason=HoldReason.INCOMPLETE_ADDRESS,
+                    detail=f"delivery address: {'; '.join(problems)}")
+
+
+def _check_comment(order: OrderIn) -> HoldView | None:
+    comment = (order.comment or "").strip()
+    if not comment:
+        return None
+    short = textwrap.shorten(comment, width=COMMENT_DETAIL_WIDTH, placeholder=" …")
+    return HoldView(reason=HoldReason.CUSTOMER_COMMENT, detail=short)
+
+
+def check_order(order: OrderIn, *, known_skus: set[str]) -> list[HoldView]:
+    """Every reason to hold the order for a human, in a fixed order; empty when it may go on."""
+    checks: Iterable[HoldView | None] = (
+        _check_total(order),
+        _check_skus(order, known_skus),
+        _check_address(order),
+        _check_comment(order),
+    )
+    return [hold for hold in checks if hold is not None]
+
+
+# --- address matching --------------------------------------------------------------------
+
+_STREET = re.compile(r"str(?:asse\b|\.)")  # after casefold: "straße" is "strasse"
+_HOUSE_NUMBER_LETTER = re.compile(r"(\d)\s+([a-z])\b")  # "4 a" -> "4a"
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _normalize_part(value: str | None) -> str:
+    text = (value or "").casefold()
+    text = _STREET.sub("str ", text)
+    text = _NOT_WORD.sub(" ", text)
+    text = " ".join(text.split())
+    return _HOUSE_NUMBER_LETTER.sub(r"\1\2", text)
+
+
+def normalize_address(address: Address) -> str:
+    """A key for "the same address": case-folded, whitespace collapsed, punctuation stripped,
+    "Str." / "Straße" / "Strasse" unified, parts joined with ``|`` and the country code.
+
+    Too long keys keep a readable prefix and end with a hash of the whole, so they fit the
+    database column and still never collide by truncation.
+    """
+    parts = [address.name, address.company, address.street, address.postal_code, address.city]
+    key = "|".join([*(_normalize_part(part) for part in parts), address.country.upper()])
+    if len(key) <= NORMALIZED_MAX_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[:NORMALIZED_MAX_LENGTH - len(digest) - 1]}#{digest}"

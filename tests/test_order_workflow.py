@@ -1,0 +1,239 @@
+"""The order lifecycle end to end: real dev server, real SMTP catcher, real FTP drop."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from pypdf import PdfReader
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from models.orders import (
+    CancelInput,
+    OrderStatus,
+    PaymentIn,
+    PaymentStatus,
+    ReleaseInput,
+    ShipmentConfirmation,
+)
+from models.tables import Document, Stock, Ticket
+from settings import PROJECT_DIR, Settings
+from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from workflows.order import OrderWorkflow
+
+XSD = PROJECT_DIR / "schemas" / "opentrans-2.1" / "opentrans_2_1.xsd"
+
+
+@pytest.fixture
+async def stack(client: Client, task_queue: str, partner_settings: Settings,
+                tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue})
+    async with running_stack(client, settings, task_queue) as s:
+        seed(s.engine, tmp_path)
+        yield s
+
+
+def mails_for(mail_catcher: Any, to: str) -> list[Any]:
+    return [m for m in mail_catcher.messages() if to in str(m["To"])]
+
+
+def subjects(mails: list[Any]) -> list[str]:
+    return [str(m["Subject"]) for m in mails]
+
+
+async def pay(stack: Stack, order_id: str, amount: str) -> None:
+    await stack.client.get_workflow_handle(order_id).signal(
+        OrderWorkflow.payment_received,
+        PaymentIn(amount=Decimal(amount), reference=order_id, paid_at=datetime.now(UTC)))
+
+
+async def ship(stack: Stack, order_id: str, tracking: str = "00340434161094042557") -> None:
+    await stack.wait_status(order_id, OrderStatus.HANDED_OFF, query=False)
+    await stack.client.get_workflow_handle(order_id).signal(
+        OrderWorkflow.shipment_confirmed,
+        ShipmentConfirmation(carrier="DHL", tracking_number=tracking))
+
+
+def stock_row(stack: Stack, sku: str) -> Stock:
+    with Session(stack.engine) as session:
+        return session.exec(select(Stock).where(Stock.sku == sku)).one()
+
+
+@pytest.mark.parametrize("method", ["prepaid", "paid", "invoice", "cod"])
+async def test_happy_path(stack: Stack, mail_catcher: Any, ftp_drop: Any, method: str) -> None:
+    order = make_order(method=method)
+    status, created = await stack.submit(order)
+    assert (status, created) == ("received", True)
+    if method == "prepaid":
+        await stack.wait_status(order.order_id, OrderStatus.AWAITING_PAYMENT)
+        await pay(stack, order.order_id, "233.90")
+    await ship(stack, order.order_id)
+    if method == "invoice":
+        await stack.wait_status(order.order_id, OrderStatus.INVOICED)
+        await pay(stack, order.order_id, "233.90")
+    assert await stack.result(order.order_id) == "completed"
+
+    view = await stack.view(order.order_id)
+    assert view.status == OrderStatus.COMPLETED
+    expected_payment = PaymentStatus.OPEN if method == "cod" else PaymentStatus.PAID
+    assert view.payment_status == expected_payment
+    assert view.shipments[0].tracking_number == "00340434161094042557"
+    kinds = [e.kind for e in view.timeline]
+    assert kinds.index("recorded") < kinds.index("reserved") < kinds.index("handed_off") \
+        < kinds.index("invoiced") < kinds.index("completed")
+
+    mails = mails_for(mail_catcher, str(order.customer.email))
+    assert len(mails) == 4, subjects(mails)  # confirmation, shipping, invoice, review
+    invoice_mail = next(m for m in mails if "Rechnung" in str(m["Subject"]))
+    pdf = next(a for a in invoice_mail.iter_attachments()
+               if a.get_content_type() == "application/pdf")
+    text = "".join(p.extract_text() for p in PdfReader(BytesIO(pdf.get_content())).pages)
+    invoice = next(d for d in view.documents if d.kind == "invoice")
+    assert invoice.number and invoice.number in text
+    assert "Trekkingzelt" in text or "Tent-2P" in text
+    assert "233,90" in text or "233.90" in text
+
+    inbox = Path(ftp_drop.root) / "inbox"
+    xml_files = [f for f in view.shipments[0].files if f.endswith(".xml")]
+    assert len(xml_files) == 1
+    xml_path = inbox / Path(xml_files[0]).name
+    schema = etree.XMLSchema(etree.parse(str(XSD)))
+    assert schema.validate(etree.parse(str(xml_path))), schema.error_log
+    assert order.order_id.encode() in xml_path.read_bytes()
+
+
+async def test_hold_and_release_by_signal(stack: Stack, mail_catcher: Any) -> None:
+    order = make_order(comment="Bitte vor 10 Uhr liefern", total="999.00")
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.ON_HOLD)
+    reasons = {h.reason.value for h in view.hold_reasons}
+    assert reasons == {"customer_comment", "total_mismatch"}
+    with Session(stack.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.order_id == order.order_id)).one()
+    assert ticket.status == "open"
+    assert mails_for(mail_catcher, str(order.customer.email)) == []  # nothing sent while held
+
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        OrderWorkflow.release, ReleaseInput(by="maria", note="Kommentar geprüft"))
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    released = [e for e in view.timeline if e.kind == "released"]
+    assert released and "maria" in released[0].text and "Kommentar geprüft" in released[0].text
+    with Session(stack.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.order_id == order.order_id)).one()
+    assert (ticket.status, ticket.resolved_by) == ("resolved", "maria")
+
+
+async def test_unpaid_prepaid_order_is_reminded_then_cancelled(stack: Stack,
+                                                               mail_catcher: Any) -> None:
+    before = stock_row(stack, "STOVE-1")
+    order = make_order(method="prepaid", lines=[("STOVE-1", 2, "39.90")], total=None)
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.AWAITING_PAYMENT)
+    assert stock_row(stack, "STOVE-1").reserved == before.reserved + 2  # reserved before payment
+    assert await stack.result(order.order_id) == "cancelled"
+
+    after = stock_row(stack, "STOVE-1")
+    assert (after.reserved, after.on_hand) == (before.reserved, before.on_hand)
+    got = subjects(mails_for(mail_catcher, str(order.customer.email)))
+    assert len(got) == 3, got  # confirmation, reminder, cancellation
+    assert any("Zahlungserinnerung" in s for s in got)
+    assert any("storniert" in s.lower() for s in got)
+
+
+async def test_partial_payment_keeps_waiting(stack: Stack) -> None:
+    order = make_order(method="prepaid", total=None)
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.AWAITING_PAYMENT)
+    await pay(stack, order.order_id, "100.00")
+    await asyncio.sleep(0.5)
+    view = await stack.view(order.order_id)
+    assert (view.status, view.payment_status) == (OrderStatus.AWAITING_PAYMENT,
+                                                   PaymentStatus.PARTIALLY_PAID)
+    assert view.totals.open == Decimal("133.90")
+    await pay(stack, order.order_id, "133.90")
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+
+
+async def test_ship_confirmation_timeout_escalates_and_late_confirmation_completes(
+        stack: Stack) -> None:
+    order = make_order()
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not (view := await stack.view(order.order_id)).escalated:
+        assert loop.time() < deadline, "no escalation"
+        await asyncio.sleep(0.3)
+    assert any(t.kind == "escalation" and t.status == "open" for t in view.tickets)
+    desc = await stack.client.get_workflow_handle(order.order_id).describe()
+    assert desc.search_attributes.get("Escalated") == [True]
+
+    await ship(stack, order.order_id)
+    assert await stack.result(order.order_id) == "completed"
+    view = await stack.view(order.order_id)
+    assert [t.status for t in view.tickets if t.kind == "escalation"] == ["resolved"]
+
+
+async def test_cancel_releases_stock_and_tells_customer(stack: Stack, mail_catcher: Any) -> None:
+    before = stock_row(stack, "TENT-2P")
+    order = make_order(method="prepaid", total=None)
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.AWAITING_PAYMENT)
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        OrderWorkflow.cancel, CancelInput(by="maria", reason="Kunde hat storniert"))
+    assert await stack.result(order.order_id) == "cancelled"
+    assert stock_row(stack, "TENT-2P").reserved == before.reserved
+    got = subjects(mails_for(mail_catcher, str(order.customer.email)))
+    assert any("storniert" in s.lower() for s in got)
+
+
+async def test_out_of_stock_is_backordered_until_released(stack: Stack) -> None:
+    order = make_order(lines=[("RARE-1", 5, "59.00")], total=None)
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.BACKORDERED)
+    assert view.hold_reasons[0].reason.value == "out_of_stock"
+    assert "RARE-1" in view.hold_reasons[0].detail
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        OrderWorkflow.cancel, CancelInput(by="maria", reason="nicht lieferbar"))
+    assert await stack.result(order.order_id) == "cancelled"
+
+
+async def test_duplicate_submission_starts_one_workflow(stack: Stack, mail_catcher: Any) -> None:
+    order = make_order()
+    first = await stack.submit(order)
+    second = await stack.submit(order)
+    assert first == ("received", True)
+    assert second[1] is False
+    await ship(stack, order.order_id)
+    assert await stack.result(order.order_id) == "completed"
+    assert (await stack.submit(order))[1] is False  # also after it closed
+    assert len(mails_for(mail_catcher, str(order.customer.email))) == 4
+
+
+async def test_twenty_concurrent_orders_get_gapless_invoice_numbers(stack: Stack) -> None:
+    orders = [make_order() for _ in range(20)]
+    await asyncio.gather(*(stack.submit(o) for o in orders))
+    await asyncio.gather(*(ship(stack, o.order_id) for o in orders))
+    await asyncio.gather(*(stack.result(o.order_id) for o in orders))
+    assert_gapless(stack, [o.order_id for o in orders])
+
+
+def assert_gapless(stack: Stack, order_ids: list[str]) -> None:
+    with Session(stack.engine) as session:
+        docs = session.exec(select(Document).where(Document.kind == "invoice")).all()
+        # every invoice the workflows issued in this database (other tests store fixtures
+        # with numbers of their own, outside the RE-YYYY-NNNNNN range)
+        all_numbers = sorted(int(d.number.rsplit("-", 1)[1]) for d in docs
+                             if d.number and re.fullmatch(r"RE-\d{4}-\d{6}", d.number))
+        mine = [d for d in docs if d.order_id in order_ids]
+    assert len(mine) == len(order_ids)
+    assert all_numbers == list(range(all_numbers[0], all_numbers[0] + len(all_numbers)))

@@ -1,0 +1,365 @@
+"""The database activities (activities/store.py) and the master-data loader, on SQLite and
+PostgreSQL. The ``engine`` is shared by the whole session, so every test makes its own
+warehouses, products and orders with unique names."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+from temporalio.exceptions import ApplicationError
+
+from activities.db import make_engine, migrate
+from activities.masterdata import MasterDataError, load_master_data
+from activities.store import StoreActivities, list_products, list_tickets, stock_levels
+from models.activities import (
+    AllocateShipmentInput,
+    OpenTicketInput,
+    OrderInput,
+    RecordPaymentInput,
+    ReleaseStockInput,
+    ReserveStockInput,
+    ResolveTicketInput,
+    StockLine,
+)
+from models.orders import HoldReason, OrderIn, PaymentIn
+from models.tables import (
+    Customer,
+    CustomerAddress,
+    OrderRecord,
+    Payment,
+    Product,
+    Reservation,
+    Shipment,
+    Stock,
+    Warehouse,
+)
+from settings import PROJECT_DIR
+
+DEMO_MASTERDATA = PROJECT_DIR / "demo" / "masterdata.toml"
+T = TypeVar("T")
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10].upper()
+
+
+@pytest.fixture
+def store(engine: Engine) -> StoreActivities:
+    return StoreActivities(engine)
+
+
+# --- factories ---------------------------------------------------------------------------
+
+
+def make_warehouse(engine: Engine, *, priority: int = 1) -> str:
+    code = f"W{uid()}"
+    with Session(engine) as session:
+        session.add(Warehouse(code=code, name=f"Lager {code}", priority=priority))
+        session.commit()
+    return code
+
+
+def make_product(engine: Engine, stock: dict[str, int]) -> str:
+    """A product with ``{warehouse: on_hand}``; returns its SKU."""
+    sku = f"SKU-{uid()}"
+    with Session(engine) as session:
+        session.add(Product(sku=sku, name=f"Artikel {sku}", weight_g=500, length_mm=100,
+                            width_mm=100, height_mm=100, price=Decimal("19.90")))
+        session.flush()
+        session.add_all(Stock(warehouse=warehouse, sku=sku, on_hand=on_hand)
+                        for warehouse, on_hand in stock.items())
+        session.commit()
+    return sku
+
+
+def make_order(*, email: str, street: str = "Lindenweg 4", sku: str = "TENT-2P",
+               shipping_street: str | None = None) -> OrderIn:
+    address = {"name": "Anna Berg", "street": street, "postal_code": "94032",
+               "city": "Passau", "country": "DE"}
+    shipping = {**address, "street": shipping_street} if shipping_street else None
+    return OrderIn.model_validate({
+        "channel": "test", "external_id": uid(), "placed_at": "2026-11-25T09:14:00+01:00",
+        "customer": {"email": email, "first_name": "Anna", "last_name": "Berg"},
+        "billing_address": address, "shipping_address": shipping,
+        "lines": [{"sku": sku, "name": "Zelt", "quantity": 1, "unit_price": "229.00",
+                   "tax_rate": "19"}],
+        "shipping": {"price": "4.90"}, "payment": {"method": "prepaid"}, "total": "233.90",
+    })
+
+
+def reserve(store: StoreActivities, order_id: str, *lines: tuple[str, int]) -> Any:
+    return store.reserve_stock(ReserveStockInput(
+        order_id=order_id, lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines]))
+
+
+def count(engine: Engine, model: type[Any], *where: Any) -> int:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+
+def level(engine: Engine, warehouse: str, sku: str) -> tuple[int, int]:
+    """``(on_hand, reserved)``."""
+    found = stock_levels(engine, sku)[warehouse]
+    return found["on_hand"], found["reserved"]
+
+
+def in_threads(n: int, job: Callable[[int], T]) -> list[T]:
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(job, range(n)))
+
+
+# --- orders and customers ----------------------------------------------------------------
+
+
+def test_same_email_and_address_is_one_customer_one_address(
+        store: StoreActivities, engine: Engine) -> None:
+    email = f"Anna.{uid()}@Example.de"
+    first = store.record_order(OrderInput(order=make_order(email=email)))
+    assert first.new_customer and first.new_address
+    second = store.record_order(OrderInput(order=make_order(email=email.lower(),
+                                                            street="lindenweg  4")))
+    assert (second.customer_id, second.new_customer, second.new_address) == (
+        first.customer_id, False, False)
+    assert count(engine, Customer, Customer.email == email.lower()) == 1
+    assert count(engine, CustomerAddress, CustomerAddress.customer_id == first.customer_id) == 1
+
+
+def test_same_email_new_address_is_a_second_address(store: StoreActivities,
+                                                    engine: Engine) -> None:
+    email = f"bernd.{uid()}@example.de".lower()
+    first = store.record_order(OrderInput(order=make_order(email=email)))
+    second = store.record_order(OrderInput(order=make_order(email=email, street="Hauptstr. 1")))
+    assert (second.customer_id, second.new_customer, second.new_address) == (
+        first.customer_id, False, True)
+    third = store.record_order(OrderInput(order=make_order(email=email, street="Lindenweg 4",
+                                                           shipping_street="Hauptstraße 1")))
+    assert not third.new_address  # both addresses known by now
+    assert count(engine, Customer, Customer.email == email) == 1
+    assert count(engine, CustomerAddress, CustomerAddress.customer_id == first.customer_id) == 2
+
+
+def test_record_order_retry_stores_the_order_once(store: StoreActivities,
+                                                  engine: Engine) -> None:
+    order = make_order(email=f"carla.{uid()}@example.de")
+    first = store.record_order(OrderInput(order=order))
+    again = store.record_order(OrderInput(order=order))
+    assert again.customer_id == first.customer_id
+    assert count(engine, OrderRecord, OrderRecord.order_id == order.order_id) == 1
+    with Session(engine) as session:
+        record = session.get(OrderRecord, order.order_id)
+        assert record is not None and record.total == Decimal("233.90")
+        assert OrderIn.model_validate_json(record.payload) == order
+
+
+def test_concurrent_orders_of_a_new_customer_make_one_customer(
+        store: StoreActivities, engine: Engine) -> None:
+    email = f"dora.{uid()}@example.de".lower()
+    orders = [make_order(email=email) for _ in range(8)]
+    results = in_threads(8, lambda i: store.record_order(OrderInput(order=orders[i])))
+    assert len({r.customer_id for r in results}) == 1
+    assert count(engine, Customer, Customer.email == email) == 1
+    assert count(engine, CustomerAddress,
+                 CustomerAddress.customer_id == results[0].customer_id) == 1
+    assert count(engine, OrderRecord,
+                 col(OrderRecord.order_id).in_([o.order_id for o in orders])) == 8
+
+
+def test_check_order_knows_the_catalog(store: StoreActivities, engine: Engine) -> None:
+    sku = make_product(engine, {})
+    assert store.check_order(OrderInput(order=make_order(email="e@example.de", sku=sku))
+                             ).holds == []
+    holds = store.check_order(OrderInput(order=make_order(email="e@example.de",
+                                                          sku="NOT-THERE"))).holds
+    assert [h.reason for h in holds] == [HoldReason.UNKNOWN_SKU]
+
+
+# --- stock -------------------------------------------------------------------------------
+
+
+def test_reserve_twice_reserves_once(store: StoreActivities, engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    sku = make_product(engine, {warehouse: 10})
+    order_id = f"o-{uid()}"
+    first = reserve(store, order_id, (sku, 2), (sku, 1))  # lines of one SKU add up
+    again = reserve(store, order_id, (sku, 3))
+    assert (first.reserved, first.warehouse) == (True, warehouse)
+    assert (again.reserved, again.warehouse) == (True, warehouse)
+    assert level(engine, warehouse, sku) == (10, 3)
+    assert count(engine, Reservation, Reservation.order_id == order_id) == 1
+
+
+def test_reserve_picks_one_warehouse_by_priority(store: StoreActivities,
+                                                 engine: Engine) -> None:
+    first, second, third = (make_warehouse(engine, priority=p) for p in (1, 2, 3))
+    tent = make_product(engine, {first: 5, second: 5, third: 5})
+    stove = make_product(engine, {first: 0, second: 1, third: 9})
+    result = reserve(store, f"o-{uid()}", (tent, 2), (stove, 1))
+    assert result.warehouse == second  # first lacks the stove; all-or-nothing in one place
+    assert level(engine, first, tent) == (5, 0)
+    assert level(engine, second, tent) == (5, 2)
+    assert level(engine, second, stove) == (1, 1)
+
+
+def test_not_enough_stock_reserves_nothing(store: StoreActivities, engine: Engine) -> None:
+    north, south = make_warehouse(engine), make_warehouse(engine)
+    plenty = make_product(engine, {north: 10})
+    scarce = make_product(engine, {north: 1, south: 2})
+    result = reserve(store, f"o-{uid()}", (plenty, 1), (scarce, 3), ("NO-SUCH-SKU", 1))
+    assert not result.reserved and result.warehouse is None
+    missing = {m.sku: (m.requested, m.available) for m in result.missing}
+    assert missing == {scarce: (3, 2), "NO-SUCH-SKU": (1, 0)}
+    assert level(engine, north, plenty) == (10, 0)
+    assert level(engine, south, scarce) == (2, 0)
+
+
+def test_release_returns_stock_once(store: StoreActivities, engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    sku = make_product(engine, {warehouse: 4})
+    order_id = f"o-{uid()}"
+    reserve(store, order_id, (sku, 3))
+    assert store.release_stock(ReleaseStockInput(order_id=order_id)) == 1
+    assert store.release_stock(ReleaseStockInput(order_id=order_id)) == 0
+    assert level(engine, warehouse, sku) == (4, 0)
+    assert reserve(store, order_id, (sku, 4)).reserved  # reserving again reuses the row
+    assert level(engine, warehouse, sku) == (4, 4)
+
+
+def test_allocate_takes_stock_off_once(store: StoreActivities, engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    tent, stove = make_product(engine, {warehouse: 10}), make_product(engine, {warehouse: 3})
+    order_id = f"o-{uid()}"
+    reserve(store, order_id, (tent, 2), (stove, 1))
+    shipment = store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
+    again = store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
+    assert shipment == again
+    assert (shipment.shipment_id, shipment.warehouse) == (f"{order_id}-1", warehouse)
+    assert level(engine, warehouse, tent) == (8, 0)
+    assert level(engine, warehouse, stove) == (2, 0)
+    assert store.release_stock(ReleaseStockInput(order_id=order_id)) == 0  # consumed stays
+    assert reserve(store, order_id, (tent, 2)).reserved  # and a retry reserves nothing
+    assert level(engine, warehouse, tent) == (8, 0)
+    assert count(engine, Shipment, Shipment.order_id == order_id) == 1
+
+
+def test_allocate_without_reservation_fails_for_good(store: StoreActivities) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        store.allocate_shipment(AllocateShipmentInput(order_id=f"o-{uid()}"))
+    assert caught.value.type == "NothingReserved" and caught.value.non_retryable
+
+
+def test_last_units_go_to_exactly_as_many_orders(store: StoreActivities,
+                                                 engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    sku = make_product(engine, {warehouse: 5})
+    prefix = f"o-{uid()}"
+    results = in_threads(10, lambda i: reserve(store, f"{prefix}-{i}", (sku, 1)))
+    assert sum(r.reserved for r in results) == 5
+    assert all(r.missing[0].available == 0 for r in results if not r.reserved)
+    assert level(engine, warehouse, sku) == (5, 5)
+    assert count(engine, Reservation, Reservation.sku == sku) == 5
+
+
+# --- tickets and payments ----------------------------------------------------------------
+
+
+def test_tickets_are_idempotent_and_resolvable(store: StoreActivities, engine: Engine) -> None:
+    order_id = f"o-{uid()}"
+    ticket = OpenTicketInput(order_id=order_id, key="hold-1", kind="hold", title="Prüfen",
+                             body="- comment")
+    first, again = store.open_ticket(ticket), store.open_ticket(ticket)
+    assert first == again and first.status == "open"
+    assert [t["id"] for t in list_tickets(engine, status="open")
+            if t["order_id"] == order_id] == [first.ticket_id]
+    resolve = ResolveTicketInput(order_id=order_id, key="hold-1", by="maria", note="ok")
+    resolved = store.resolve_ticket(resolve)
+    assert resolved is not None and resolved.status == "resolved"
+    assert store.resolve_ticket(resolve.model_copy(update={"by": "someone"})) == resolved
+    (row,) = [t for t in list_tickets(engine, status=None) if t["order_id"] == order_id]
+    assert (row["resolved_by"], row["resolution"], row["status"]) == ("maria", "ok", "resolved")
+    assert row["created_at"].endswith("+00:00")
+    assert store.resolve_ticket(resolve.model_copy(update={"key": "nope"})) is None
+
+
+def test_ticket_without_order(store: StoreActivities) -> None:
+    key = f"import-{uid()}"
+    ticket = OpenTicketInput(order_id=None, key=key, kind="import", title="Bestand")
+    assert store.open_ticket(ticket) == store.open_ticket(ticket)
+    resolved = store.resolve_ticket(ResolveTicketInput(order_id=None, key=key, by="system"))
+    assert resolved is not None and resolved.status == "resolved"
+
+
+def test_payment_is_recorded_once(store: StoreActivities, engine: Engine) -> None:
+    order_id = f"o-{uid()}"
+    payment = RecordPaymentInput(order_id=order_id, key="pay-1", payment=PaymentIn(
+        amount=Decimal("233.90"), reference="webshop-100234"))
+    store.record_payment(payment)
+    store.record_payment(payment)
+    assert count(engine, Payment, Payment.order_id == order_id) == 1
+
+
+def test_list_products_shows_stock_per_warehouse(store: StoreActivities,
+                                                 engine: Engine) -> None:
+    north, south = make_warehouse(engine, priority=1), make_warehouse(engine, priority=2)
+    sku = make_product(engine, {north: 7, south: 3})
+    reserve(store, f"o-{uid()}", (sku, 2))
+    (product,) = [p for p in list_products(engine) if p["sku"] == sku]
+    assert product["price"] == "19.90" and product["dimensions"]["length_mm"] == 100
+    assert sorted((s["warehouse"], s["on_hand"], s["reserved"], s["available"])
+                  for s in product["stock"]) == sorted([(north, 7, 2, 5), (south, 3, 0, 3)])
+    assert product["available"] == 8
+
+
+# --- master data -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_engine(tmp_path: Path) -> Any:
+    url = f"sqlite:///{tmp_path / 'masterdata.db'}"
+    migrate(url)
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+def test_load_master_data_is_idempotent(fresh_engine: Engine) -> None:
+    first = load_master_data(fresh_engine, DEMO_MASTERDATA)
+    assert (first["warehouses"], first["products"], first["stock"]) == (1, 11, 11)
+    assert first["created"] == 23 and first["updated"] == 0
+    with Session(fresh_engine) as session:  # stock moved since: a reload must keep it
+        row = session.exec(select(Stock).where(Stock.sku == "TENT-2P")).one()
+        row.on_hand, row.reserved = 7, 2
+        session.add(row)
+        session.commit()
+    second = load_master_data(fresh_engine, DEMO_MASTERDATA)
+    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 23)
+    assert level(fresh_engine, "MAIN", "TENT-2P") == (7, 2)
+    assert level(fresh_engine, "MAIN", "LANTERN-OLD") == (0, 0)
+    (tent,) = [p for p in list_products(fresh_engine) if p["sku"] == "TENT-2P"]
+    assert (tent["name"], tent["price"]) == ("Trekkingzelt 2P", "229.00")
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    pytest.param('[[products]]\nsku = "A-1"\nname = "A"\nweight_g = 1\nlength_mm = 1\n'
+                 'width_mm = 1\nheight_mm = 1\nprice = "x"\n', "products[0] (A-1)", id="price"),
+    pytest.param('[[warehouses]]\ncode = "M"\nname = "M"\n[[stock]]\nwarehouse = "M"\n'
+                 'sku = "B-2"\non_hand = 1\n', "stock[0] (M/B-2)", id="unknown-product"),
+    pytest.param('[[warehouses]]\ncode = "M"\nname = "M"\n[[warehouses]]\ncode = "M"\n'
+                 'name = "N"\n', "warehouses[1] (M)", id="duplicate"),
+    pytest.param("[[products]\n", "not valid TOML", id="syntax"),
+])
+def test_bad_master_data_names_file_and_entry(fresh_engine: Engine, tmp_path: Path,
+                                              text: str, names: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MasterDataError) as caught:
+        load_master_data(fresh_engine, path)
+    assert str(path) in str(caught.value) and names in str(caught.value)
+    assert count(fresh_engine, Warehouse) == 0
