@@ -111,17 +111,17 @@ async def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def cmd_worker(_args: argparse.Namespace, _settings: Settings) -> int:
+def cmd_worker(_args: argparse.Namespace, _settings: Settings) -> int:
     import worker
 
-    worker.main()
+    worker.main()  # runs its own event loop until Ctrl-C / SIGTERM
     return EXIT_OK
 
 
-async def cmd_api(_args: argparse.Namespace, _settings: Settings) -> int:
+def cmd_api(_args: argparse.Namespace, _settings: Settings) -> int:
     from starter import api
 
-    await asyncio.to_thread(api.main)
+    api.main()  # uvicorn runs its own event loop until Ctrl-C / SIGTERM
     return EXIT_OK
 
 
@@ -142,7 +142,7 @@ async def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +195,8 @@ def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
-        return asyncio.run(args.func(args, settings))
+        result = args.func(args, settings)
+        return asyncio.run(result) if asyncio.iscoroutine(result) else int(result)
     except ValidationError as err:
         print(f"error: invalid input:\n{err}", file=sys.stderr)
         return EXIT_USAGE
