@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from models.workflow_io import format_duration
+
 __all__ = ["Duration", "FtpPartner", "Settings", "parse_duration"]
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -40,14 +42,6 @@ def parse_duration(value: Any) -> timedelta:
             f"expected a number with a unit s, m, h or d (e.g. 90s, 3d), got {value!r}"
         )
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{int(seconds // _UNIT_SECONDS[unit])}{unit}"
-    return f"{seconds:g}s"
 
 
 Duration = Annotated[

@@ -74,7 +74,8 @@ def build_order(order: OrderView, shipment: ShipmentView | None = None, *,
                 supplier_name: str, generated_at: datetime | None = None) -> etree._Element:
     """The ``<ORDER>`` element (not yet validated)."""
     now = generated_at or datetime.now(UTC)
-    root = etree.Element(_ot("ORDER"), nsmap=_NSMAP, version="2.1", type="standard")
+    order_type = "express" if order.shipping_method == "express" else "standard"
+    root = etree.Element(_ot("ORDER"), nsmap=_NSMAP, version="2.1", type=order_type)
     root.append(_header(order, shipment, supplier_name, now))
     items = _sub(root, "ORDER_ITEM_LIST")
     for number, line in enumerate(order.lines, start=1):
@@ -112,7 +113,9 @@ def _header(order: OrderView, shipment: ShipmentView | None, supplier_name: str,
 
 
 def _order_date(order: OrderView, fallback: datetime) -> datetime:
-    """When the order came in: its first timeline event (the view has no placed_at)."""
+    """When the customer placed the order (else its first timeline event)."""
+    if order.placed_at is not None:
+        return order.placed_at
     return min((event.at for event in order.timeline), default=fallback)
 
 

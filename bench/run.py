@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,6 @@ from starter.embedded import FtpDrop, MailCatcher
 from tests.conftest import free_port, temporal_cli
 from tests.helpers import CATALOG, order_payload
 from worker import connect
-from workflows.order import OrderWorkflow
 
 HEADERS = {"Authorization": "Bearer bench-client"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -238,8 +236,9 @@ async def main_async(n: int) -> None:
     print(f"no-op server CPU s / wf       {noop['cpu_server'] / n:8.4f}")
     print(f"ratio order/no-op wall        {orders['wall'] / noop['wall']:8.2f}   (includes the "
           "1 s review timer in both)")
-    print(f"ratio order/no-op worker CPU  {orders['cpu_worker'] / max(noop['cpu_worker'], 1e-9):8.2f}")
-    print(f"ratio order/no-op server CPU  {orders['cpu_server'] / max(noop['cpu_server'], 1e-9):8.2f}")
+    for proc in ("worker", "server"):
+        ratio = orders[f"cpu_{proc}"] / max(noop[f"cpu_{proc}"], 1e-9)
+        print(f"ratio order/no-op {proc} CPU  {ratio:8.2f}")
 
 
 def main() -> None:

@@ -294,6 +294,8 @@ class OrderView(BaseModel):
     payment_method: str
     payment_status: PaymentStatus
     currency: str
+    placed_at: datetime | None = None
+    shipping_method: str = "standard"
     customer: Customer
     billing_address: Address
     shipping_address: Address

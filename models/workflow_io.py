@@ -8,7 +8,32 @@ from pydantic import BaseModel
 
 from models.orders import OrderIn
 
-__all__ = ["OrderPolicy", "OrderWorkflowInput"]
+__all__ = ["OrderPolicy", "OrderWorkflowInput", "format_duration", "german_duration"]
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60}
+_GERMAN = {"d": ("Tag", "Tagen"), "h": ("Stunde", "Stunden"), "m": ("Minute", "Minuten"),
+           "s": ("Sekunde", "Sekunden")}
+
+
+def _split(value: timedelta) -> tuple[float, str]:
+    seconds = value.total_seconds()
+    for unit, size in _UNITS.items():
+        if seconds and seconds % size == 0:
+            return seconds / size, unit
+    return seconds, "s"
+
+
+def format_duration(value: timedelta) -> str:
+    """``3d``, ``2h``, ``90s``: the notation of the settings."""
+    amount, unit = _split(value)
+    return f"{amount:g}{unit}"
+
+
+def german_duration(value: timedelta) -> str:
+    """``3 Tagen``, ``1 Stunde``: for texts customers read."""
+    amount, unit = _split(value)
+    one, many = _GERMAN[unit]
+    return f"{amount:g} {one if amount == 1 else many}"
 
 
 class OrderPolicy(BaseModel):

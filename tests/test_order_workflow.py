@@ -17,6 +17,7 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 from temporalio.client import Client
 
+from activities.db import migrate
 from models.orders import (
     CancelInput,
     OrderStatus,
@@ -225,6 +226,22 @@ async def test_twenty_concurrent_orders_get_gapless_invoice_numbers(stack: Stack
     await asyncio.gather(*(ship(stack, o.order_id) for o in orders))
     await asyncio.gather(*(stack.result(o.order_id) for o in orders))
     assert_gapless(stack, [o.order_id for o in orders])
+
+
+async def test_twenty_concurrent_orders_gapless_on_postgres(
+        client: Client, task_queue: str, partner_settings: Settings, postgres_url: str,
+        tmp_path: Path) -> None:
+    migrate(postgres_url)
+    settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue,
+                                                   "database_url": postgres_url})
+    async with running_stack(client, settings, task_queue) as pg:
+        seed(pg.engine, tmp_path)
+        orders = [make_order() for _ in range(20)]
+        await asyncio.gather(*(pg.submit(o) for o in orders))
+        await asyncio.gather(*(ship(pg, o.order_id) for o in orders))
+        assert await asyncio.gather(*(pg.result(o.order_id) for o in orders)) \
+            == ["completed"] * 20
+        assert_gapless(pg, [o.order_id for o in orders])
 
 
 def assert_gapless(stack: Stack, order_ids: list[str]) -> None:

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentConfirmation,
     )
     from models.rules import compute_totals
-    from models.workflow_io import OrderWorkflowInput
+    from models.workflow_io import OrderWorkflowInput, format_duration, german_duration
     from workflows.steps import OrderSteps
 
 __all__ = ["OrderCancelled", "OrderWorkflow"]
@@ -139,7 +139,9 @@ class OrderWorkflow(OrderSteps):
         if await self._wait(self.paid_in_full, max(remaining, timedelta(seconds=1))):
             return
         self._cancel = CancelInput(
-            by="system", reason=f"not paid within {policy.cancel_unpaid_after} (prepaid)"
+            by="system",
+            reason=f"Zahlung nicht innerhalb von {german_duration(policy.cancel_unpaid_after)} "
+                   "eingegangen (Vorkasse)",
         )
         raise OrderCancelled
 
@@ -153,7 +155,7 @@ class OrderWorkflow(OrderSteps):
             return
         await self.escalate(shipment.shipment_id)
         self.wait_for(f"escalated: no shipping confirmation for {shipment.shipment_id} after "
-                      f"{self.policy.ship_confirmation_timeout}; still waiting")
+                      f"{format_duration(self.policy.ship_confirmation_timeout)}; still waiting")
         await self._wait(lambda: self._confirmation is not None, None, cancellable=False)
         await self.resolve_escalation(self._confirmation_or_fail())
 
@@ -162,7 +164,7 @@ class OrderWorkflow(OrderSteps):
         await self._wait(self.paid_in_full, None, cancellable=False)
 
     async def _review(self) -> None:
-        self.wait_for(f"review request due in {self.policy.review_request_after}")
+        self.wait_for(f"review request due in {format_duration(self.policy.review_request_after)}")
         await workflow.sleep(self.policy.review_request_after)
         await self.send_customer_mail("review", "review_request")
         self.set_status(OrderStatus.COMPLETED)

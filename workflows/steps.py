@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         Totals,
     )
-    from models.workflow_io import OrderWorkflowInput
+    from models.workflow_io import OrderWorkflowInput, format_duration
 
 __all__ = ["OrderSteps"]
 
@@ -74,6 +74,7 @@ class OrderSteps:
             order_id=order.order_id, channel=order.channel, external_id=order.external_id,
             status=OrderStatus.RECEIVED, payment_method=order.payment.method,
             payment_status=PaymentStatus.OPEN, currency=order.currency,
+            placed_at=order.placed_at, shipping_method=order.shipping.method,
             customer=order.customer, billing_address=order.billing_address,
             shipping_address=order.delivery_address, lines=order.lines, totals=totals,
             comment=order.comment,
@@ -204,7 +205,7 @@ class OrderSteps:
             OpenTicketInput(order_id=self.order_id, key="escalation-ship", kind="escalation",
                             title=f"Order {self.order_id}: no shipping confirmation",
                             body=f"Shipment {shipment_id} handed off, not confirmed within "
-                                 f"{self.policy.ship_confirmation_timeout}."),
+                                 f"{format_duration(self.policy.ship_confirmation_timeout)}."),
             "open an escalation ticket")
         self._add_ticket(ticket)
         self.view.escalated = True
