@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput
 from models.orders import DocumentView, OrderView, ShipmentView
-from models.rules import line_total, round_money
+from models.rules import TaxAmount, line_total, round_money, shipping_rate, tax_breakdown
 from models.tables import Document, NumberRange
 from settings import Settings
 
@@ -38,7 +37,6 @@ __all__ = [
     "DocumentActivities",
     "Invoice",
     "InvoiceLine",
-    "TaxAmount",
     "compute_invoice",
     "get_document",
     "next_number",
@@ -66,16 +64,6 @@ class InvoiceLine:
 
 
 @dataclass(frozen=True)
-class TaxAmount:
-    """The VAT at one rate: ``net + tax == gross``."""
-
-    rate: Decimal
-    net: Decimal
-    tax: Decimal
-    gross: Decimal
-
-
-@dataclass(frozen=True)
 class Invoice:
     prices_gross: bool  # b2c: prices include VAT; b2b: VAT is added on top
     lines: list[InvoiceLine]
@@ -97,38 +85,12 @@ def compute_invoice(order: OrderView) -> Invoice:
                          unit_price=ln.unit_price, tax_rate=ln.tax_rate, total=line_total(ln))
              for ln in order.lines]
     shipping = round_money(order.totals.shipping)
-    shipping_rate = max((ln.tax_rate for ln in lines), default=Decimal(0))
-    amounts = [(ln.tax_rate, ln.total) for ln in lines] + [(shipping_rate, shipping)]
-    taxes = _gross_taxes(amounts) if prices_gross else _net_taxes(amounts)
+    taxes = tax_breakdown(order.lines, shipping, prices_gross=prices_gross)
     return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,
-                   shipping_rate=shipping_rate, taxes=taxes,
+                   shipping_rate=shipping_rate(order.lines), taxes=taxes,
                    net=sum((t.net for t in taxes), Decimal("0.00")),
                    tax=sum((t.tax for t in taxes), Decimal("0.00")),
                    gross=sum((t.gross for t in taxes), Decimal("0.00")))
-
-
-def _gross_taxes(amounts: list[tuple[Decimal, Decimal]]) -> list[TaxAmount]:
-    gross: dict[Decimal, Decimal] = defaultdict(Decimal)
-    for rate, amount in amounts:
-        gross[rate] += amount
-    taxes = []
-    for rate, base in sorted(gross.items(), reverse=True):
-        tax = round_money(base * rate / (100 + rate))
-        taxes.append(TaxAmount(rate=rate, net=base - tax, tax=tax, gross=base))
-    return taxes
-
-
-def _net_taxes(amounts: list[tuple[Decimal, Decimal]]) -> list[TaxAmount]:
-    net: dict[Decimal, Decimal] = defaultdict(Decimal)
-    vat: dict[Decimal, Decimal] = defaultdict(Decimal)
-    for rate, amount in amounts:
-        net[rate] += amount
-        vat[rate] += round_money(amount * rate / 100)
-    return [TaxAmount(rate=rate, net=base, tax=vat[rate], gross=base + vat[rate])
-            for rate, base in sorted(net.items(), reverse=True)]
-
-
-# --- database ------------------------------------------------------------------------
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:

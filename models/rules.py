@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from models.orders import Address, HoldReason, HoldView, OrderIn, OrderLine, Totals
@@ -21,11 +23,14 @@ from models.orders import Address, HoldReason, HoldView, OrderIn, OrderLine, Tot
 __all__ = [
     "COMMENT_DETAIL_WIDTH",
     "NORMALIZED_MAX_LENGTH",
+    "TaxAmount",
     "check_order",
     "compute_totals",
     "line_total",
     "normalize_address",
     "round_money",
+    "shipping_rate",
+    "tax_breakdown",
     "vat_by_rate",
 ]
 
@@ -49,39 +54,52 @@ def line_total(line: OrderLine) -> Decimal:
 # --- totals and tax ----------------------------------------------------------------------
 
 
-def _shipping_rate(order: OrderIn) -> Decimal:
-    return max((line.tax_rate for line in order.lines), default=Decimal(0))
+@dataclass(frozen=True)
+class TaxAmount:
+    """The VAT at one rate: ``net + tax == gross``."""
+
+    rate: Decimal
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
 
 
-def _net_vat(net: Decimal, rate: Decimal) -> Decimal:
-    return round_money(net * rate / HUNDRED)
+def shipping_rate(lines: Sequence[OrderLine]) -> Decimal:
+    """Shipping is taxed at the highest rate among the lines."""
+    return max((line.tax_rate for line in lines), default=Decimal(0))
 
 
-def _included_vat(gross: Decimal, rate: Decimal) -> Decimal:
-    return round_money(gross * rate / (HUNDRED + rate))
+def tax_breakdown(lines: Sequence[OrderLine], shipping: Decimal, *,
+                  prices_gross: bool) -> list[TaxAmount]:
+    """VAT per rate (highest rate first), shipping included.
+
+    Gross prices (``b2c``): the VAT contained, computed per rate on the gross sum. Net prices
+    (``b2b``): the VAT added on top, rounded per line.
+    """
+    amounts = [(line.tax_rate, line_total(line)) for line in lines]
+    amounts.append((shipping_rate(lines), round_money(shipping)))
+    base: dict[Decimal, Decimal] = defaultdict(Decimal)
+    vat: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for rate, amount in amounts:
+        base[rate] += amount
+        if not prices_gross:
+            vat[rate] += round_money(amount * rate / HUNDRED)
+    taxes = []
+    for rate, amount in sorted(base.items(), reverse=True):
+        if prices_gross:
+            tax = round_money(amount * rate / (HUNDRED + rate))
+            taxes.append(TaxAmount(rate=rate, net=amount - tax, tax=tax, gross=amount))
+        else:
+            taxes.append(TaxAmount(rate=rate, net=amount, tax=vat[rate],
+                                   gross=amount + vat[rate]))
+    return taxes
 
 
 def vat_by_rate(order: OrderIn) -> dict[Decimal, Decimal]:
-    """The VAT of the order per tax rate, shipping included (at the highest line rate).
-
-    ``b2b``: VAT on top of the net prices, rounded per line. ``b2c``: the VAT contained in the
-    gross prices, computed per rate on the gross sum. Rates keep the order of first use.
-    """
-    b2b = order.customer.type == "b2b"
-    vat: dict[Decimal, Decimal] = {}
-    if b2b:
-        for line in order.lines:
-            vat[line.tax_rate] = vat.get(line.tax_rate, Decimal(0)) + _net_vat(
-                line_total(line), line.tax_rate)
-        rate = _shipping_rate(order)
-        vat[rate] = vat.get(rate, Decimal(0)) + _net_vat(order.shipping.price, rate)
-        return vat
-    gross: dict[Decimal, Decimal] = {}
-    for line in order.lines:
-        gross[line.tax_rate] = gross.get(line.tax_rate, Decimal(0)) + line_total(line)
-    rate = _shipping_rate(order)
-    gross[rate] = gross.get(rate, Decimal(0)) + order.shipping.price
-    return {rate: _included_vat(amount, rate) for rate, amount in gross.items()}
+    """The VAT of the order per tax rate, shipping included (see ``tax_breakdown``)."""
+    taxes = tax_breakdown(order.lines, order.shipping.price,
+                          prices_gross=order.customer.type != "b2b")
+    return {t.rate: t.tax for t in taxes}
 
 
 def compute_totals(order: OrderIn) -> Totals:
