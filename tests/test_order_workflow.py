@@ -164,6 +164,17 @@ async def test_partial_payment_keeps_waiting(stack: Stack) -> None:
     await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
 
 
+async def test_overpayment_opens_a_ticket_and_goes_on(stack: Stack) -> None:
+    order = make_order(method="prepaid")
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.AWAITING_PAYMENT)
+    await pay(stack, order.order_id, "250.00")
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    assert view is not None and view.payment_status == PaymentStatus.PAID
+    payment_tickets = [t for t in view.tickets if t.kind == "payment"]
+    assert len(payment_tickets) == 1 and "16.10" in payment_tickets[0].title
+
+
 async def test_ship_confirmation_timeout_escalates_and_late_confirmation_completes(
         stack: Stack) -> None:
     order = make_order()
