@@ -63,6 +63,8 @@ async def test_worker_killed_mid_batch_loses_and_doubles_nothing(
     try:
         await asyncio.gather(*(stack.submit(o) for o in orders))
         # let part of the batch get going, then kill the worker hard (no graceful shutdown)
+        # No status query between the kill and each order's next workflow task: see
+        # README "Known issues" (a query there can split that task's events on replay).
         await stack.wait_status(orders[0].order_id, OrderStatus.HANDED_OFF, timeout=60,
                                 query=False)
         os.killpg(worker.pid, signal.SIGKILL)
