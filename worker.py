@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -50,14 +52,24 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
 
 async def run_worker(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully: running activities finish
+    (or are cancelled after the graceful timeout) and the server is told to stop sending
+    this worker's sticky tasks here."""
     client = await connect(settings)
     worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
-    await worker.run()
+    async with worker:
+        await stop.wait()
+        log.info("shutting down")
 
 
 def main() -> None:

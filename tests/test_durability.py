@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -47,9 +48,12 @@ def _worker_process(env_target: str, settings: Settings, task_queue: str,
                             start_new_session=True)
 
 
-async def test_worker_killed_mid_batch_loses_and_doubles_nothing(
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["killed", "stopped"])
+async def test_worker_stopped_mid_batch_loses_and_doubles_nothing(
         temporal_env: WorkflowEnvironment, client: Client, task_queue: str,
-        partner_settings: Settings, mail_catcher: Any, ftp_drop: Any, tmp_path: Path) -> None:
+        partner_settings: Settings, mail_catcher: Any, ftp_drop: Any, tmp_path: Path,
+        stop_signal: signal.Signals) -> None:
     settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue})
     engine = make_engine(settings.database_url)
     seed(engine, tmp_path)
@@ -62,18 +66,20 @@ async def test_worker_killed_mid_batch_loses_and_doubles_nothing(
     worker = _worker_process(target, settings, task_queue, config)
     try:
         await asyncio.gather(*(stack.submit(o) for o in orders))
-        # let part of the batch get going, then kill the worker hard (no graceful shutdown)
-        # No status query between the kill and each order's next workflow task: see
-        # README "Known issues" (a query there can split that task's events on replay).
+        # let part of the batch get going, then kill the worker hard or stop it gracefully
         await stack.wait_status(orders[0].order_id, OrderStatus.HANDED_OFF, timeout=60,
                                 query=False)
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        os.killpg(worker.pid, stop_signal)
+        worker.wait(30)
     except Exception:
         os.killpg(worker.pid, signal.SIGKILL)
         raise
     worker = _worker_process(target, settings, task_queue, config)
     try:
+        if stop_signal == signal.SIGTERM:
+            # After a graceful stop, staff may look at orders at once. After a hard kill the
+            # test does not query before each order's next task: see README "Known issues".
+            await asyncio.gather(*(stack.view(o.order_id) for o in orders))
         await asyncio.gather(*(ship(stack, o.order_id) for o in orders))
         results = await asyncio.gather(*(stack.result(o.order_id, timeout=120) for o in orders))
     finally:
