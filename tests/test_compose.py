@@ -32,6 +32,14 @@ def test_every_service_of_the_stack_is_there(services: dict[str, dict[str, Any]]
     assert set(services) >= SERVICES
 
 
+def test_every_service_the_readme_names_is_there(services: dict[str, dict[str, Any]]) -> None:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Production stack**", 1)[1].split("\n- **", 1)[0]
+    named = set(re.findall(r"^\s*\| `([a-z-]+)` \|", section, re.M))
+    assert named >= SERVICES, named
+    assert named <= set(services), named - set(services)
+
+
 def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         assert "image" in service or "build" in service, name
