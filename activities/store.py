@@ -162,7 +162,10 @@ class StoreActivities:
 
     @activity.defn
     def release_stock(self, input: ReleaseStockInput) -> int:
-        """Give the order's reserved stock back; how many reservations were released."""
+        """Give the order's reserved stock back; how many reservations were released.
+
+        With ``restock_allocated`` the stock already allocated to a shipment that never left
+        (cancelled before the hand-off) goes back to ``on_hand`` as well."""
         with _session(self.engine) as session:
             stocks, rows = _lock_reserved(session, input.order_id)
             for row in rows:
@@ -171,7 +174,17 @@ class StoreActivities:
                 session.add(row)
             session.add_all(stocks.values())
             session.commit()
-            return len(rows)
+            released = len(rows)
+            if input.restock_allocated:
+                stocks, rows = _lock_reserved(session, input.order_id, CONSUMED)
+                for row in rows:
+                    stocks[row.warehouse, row.sku].on_hand += row.quantity
+                    row.state = RELEASED
+                    session.add(row)
+                session.add_all(stocks.values())
+                session.commit()
+                released += len(rows)
+            return released
 
     @activity.defn
     def allocate_shipment(self, input: AllocateShipmentInput) -> ShipmentView:
@@ -292,14 +305,14 @@ def _reservations(session: Session, order_id: str, *, state: str | None = None,
     return list(session.exec(query.with_for_update() if lock else query))
 
 
-def _lock_reserved(session: Session,
-                   order_id: str) -> tuple[dict[StockKey, Stock], list[Reservation]]:
-    """Lock the stock rows of the order's reservations, then its reserved reservations."""
-    skus = {row.sku for row in _reservations(session, order_id, state=RESERVED)}
+def _lock_reserved(session: Session, order_id: str, state: str = RESERVED,
+                   ) -> tuple[dict[StockKey, Stock], list[Reservation]]:
+    """Lock the stock rows of the order's reservations, then its reservations in ``state``."""
+    skus = {row.sku for row in _reservations(session, order_id, state=state)}
     if not skus:
         return {}, []
     stocks = _lock_stock(session, skus)
-    return stocks, _reservations(session, order_id, state=RESERVED, lock=True)
+    return stocks, _reservations(session, order_id, state=state, lock=True)
 
 
 def _warehouse_order(session: Session, stocks: dict[StockKey, Stock]) -> list[str]:

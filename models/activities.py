@@ -78,6 +78,7 @@ class ReserveStockResult(BaseModel):
 
 class ReleaseStockInput(BaseModel):
     order_id: str
+    restock_allocated: bool = False  # also return stock of a shipment that never left
 
 
 class AllocateShipmentInput(BaseModel):

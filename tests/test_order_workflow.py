@@ -87,6 +87,7 @@ async def test_happy_path(stack: Stack, mail_catcher: Any, ftp_drop: Any, method
     assert view.status == OrderStatus.COMPLETED
     expected_payment = PaymentStatus.OPEN if method == "cod" else PaymentStatus.PAID
     assert view.payment_status == expected_payment
+    assert view.totals.open == (Decimal("233.90") if method == "cod" else Decimal(0))
     assert view.shipments[0].tracking_number == "00340434161094042557"
     kinds = [e.kind for e in view.timeline]
     assert kinds.index("recorded") < kinds.index("reserved") < kinds.index("handed_off") \

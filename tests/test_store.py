@@ -249,6 +249,20 @@ def test_allocate_takes_stock_off_once(store: StoreActivities, engine: Engine) -
     assert count(engine, Shipment, Shipment.order_id == order_id) == 1
 
 
+def test_cancel_after_allocation_restocks_once(store: StoreActivities, engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    tent, stove = make_product(engine, {warehouse: 10}), make_product(engine, {warehouse: 3})
+    order_id = f"o-{uid()}"
+    reserve(store, order_id, (tent, 2), (stove, 1))
+    store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
+    assert level(engine, warehouse, tent) == (8, 0)
+    restock = ReleaseStockInput(order_id=order_id, restock_allocated=True)
+    assert store.release_stock(restock) == 2
+    assert store.release_stock(restock) == 0  # a retry gives nothing back twice
+    assert level(engine, warehouse, tent) == (10, 0)
+    assert level(engine, warehouse, stove) == (3, 0)
+
+
 def test_allocate_without_reservation_fails_for_good(store: StoreActivities) -> None:
     with pytest.raises(ApplicationError) as caught:
         store.allocate_shipment(AllocateShipmentInput(order_id=f"o-{uid()}"))

@@ -117,6 +117,7 @@ class OrderWorkflow(OrderSteps):
     async def _await_payment(self) -> None:
         method = self.order.payment.method
         if method == "paid":
+            self.view.totals.paid, self.view.totals.open = self.view.totals.total, Decimal(0)
             self.set_payment_status(PaymentStatus.PAID)
             self.event("payment", "paid by the channel (captured by the marketplace or PSP)")
             return

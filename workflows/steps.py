@@ -269,9 +269,10 @@ class OrderSteps:
 
     async def cancel_order(self, cancel: CancelInput) -> None:
         self.wait_for("cancelling")
-        released = await self._activity(StoreActivities.release_stock,
-                                        ReleaseStockInput(order_id=self.order_id),
-                                        "release the reserved stock")
+        released = await self._activity(
+            StoreActivities.release_stock,
+            ReleaseStockInput(order_id=self.order_id, restock_allocated=True),
+            "release the reserved stock (and any allocated, not handed off)")
         self.view.hold_reasons = []
         self.set_status(OrderStatus.CANCELLED)
         self.event("cancelled", f"cancelled by {cancel.by}: {cancel.reason}; "
