@@ -20,6 +20,7 @@ from activities.documents import DocumentActivities
 from activities.mail import MailActivities
 from activities.partners import PartnerActivities
 from activities.store import StoreActivities
+from activities.tickets import TicketActivities
 from settings import Settings
 from workflows.order import OrderWorkflow
 
@@ -36,6 +37,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     """A worker with every workflow and activity registered; the caller runs it."""
     engine = make_engine(settings.database_url)
     store = StoreActivities(engine)
+    tickets = TicketActivities(engine)
     documents = DocumentActivities(engine, settings)
     mail = MailActivities(engine, settings)
     partners = PartnerActivities(engine, settings)
@@ -45,7 +47,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         workflows=[OrderWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
-            store.allocate_shipment, store.open_ticket, store.resolve_ticket,
+            store.allocate_shipment, tickets.open_ticket, tickets.resolve_ticket,
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
             mail.send_mail, partners.hand_off,

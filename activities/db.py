@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlmodel import create_engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, create_engine
+from sqlmodel.sql.expression import SelectOfScalar
 
-__all__ = ["make_engine"]
+__all__ = ["get_or_create", "make_engine", "migrate", "session_for"]
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,3 +56,27 @@ def migrate(url: str) -> None:
     config.set_main_option("script_location", str(root / "migrations"))
     config.attributes["database_url"] = url
     command.upgrade(config, "head")
+
+
+def session_for(engine: Engine) -> Session:
+    """A session whose objects stay readable after commit (no reload, no second BEGIN)."""
+    return Session(engine, expire_on_commit=False)
+
+
+def get_or_create(session: Session, query: SelectOfScalar[T],
+                   make: Callable[[], T]) -> tuple[T, bool]:
+    """The row ``query`` finds, or a new one from ``make``; ``(row, created)``.
+
+    A concurrent transaction that inserts the same unique key first makes our insert fail;
+    the savepoint keeps our transaction usable and we read the winner's row instead.
+    """
+    found = session.exec(query).first()
+    if found is not None:
+        return found, False
+    row = make()
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return session.exec(query).one(), False
+    return row, True

@@ -1,4 +1,4 @@
-"""The database activities: orders and customers, stock and reservations, tickets, payments.
+"""The database activities: orders and customers, stock and reservations, payments.
 
 Each activity is synchronous (the worker runs it in its thread pool), one short transaction,
 and idempotent: a retry finds the rows of its earlier attempt instead of writing them again.
@@ -6,41 +6,36 @@ Contended rows are locked with ``SELECT ... FOR UPDATE`` on PostgreSQL (stock ro
 id); on SQLite every transaction is ``BEGIN IMMEDIATE`` (``activities.db``). Non-retryable
 errors: ``ApplicationError`` of type ``NothingReserved`` (allocate_shipment without reserved
 stock) and ``NothingToReserve`` (reserve_stock without lines); database errors propagate so
-that Temporal retries. ``list_tickets`` is the read side of tickets for the HTTP API;
-``list_products`` and ``stock_levels`` (``activities.masterdata``) are re-exported here.
+that Temporal retries. Tickets live in ``activities.tickets``; ``list_products`` and
+``stock_levels`` (``activities.masterdata``) are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Iterable
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db import get_or_create, session_for
 from activities.masterdata import list_products, stock_levels
 from models import rules
 from models.activities import (
     AllocateShipmentInput,
     CheckOrderResult,
     MissingStock,
-    OpenTicketInput,
     OrderInput,
     RecordOrderResult,
     RecordPaymentInput,
     ReleaseStockInput,
     ReserveStockInput,
     ReserveStockResult,
-    ResolveTicketInput,
 )
-from models.orders import Address, OrderIn, ShipmentView, TicketView
+from models.orders import Address, OrderIn, ShipmentView
 from models.orders import Customer as CustomerIn
 from models.tables import (
     Customer,
@@ -51,45 +46,16 @@ from models.tables import (
     Reservation,
     Shipment,
     Stock,
-    Ticket,
     Warehouse,
-    utcnow,
 )
 
 __all__ = ["CONSUMED", "RELEASED", "RESERVED", "StoreActivities", "list_products",
-           "list_tickets", "stock_levels"]
+           "stock_levels"]
 
 # Reservation.state
 RESERVED = "reserved"
 RELEASED = "released"
 CONSUMED = "consumed"
-
-T = TypeVar("T")
-
-
-def _session(engine: Engine) -> Session:
-    """A session whose objects stay readable after commit (no reload, no second BEGIN)."""
-    return Session(engine, expire_on_commit=False)
-
-
-def _get_or_create(session: Session, query: SelectOfScalar[T],
-                   make: Callable[[], T]) -> tuple[T, bool]:
-    """The row ``query`` finds, or a new one from ``make``; ``(row, created)``.
-
-    A concurrent transaction that inserts the same unique key first makes our insert fail;
-    the savepoint keeps our transaction usable and we read the winner's row instead.
-    """
-    found = session.exec(query).first()
-    if found is not None:
-        return found, False
-    row = make()
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return session.exec(query).one(), False
-    return row, True
-
 
 class StoreActivities:
     """Activities on the order database; ``engine`` is shared by all threads."""
@@ -103,7 +69,7 @@ class StoreActivities:
     def record_order(self, input: OrderInput) -> RecordOrderResult:
         """Store the order once; find or create its customer (by e-mail) and addresses."""
         order = input.order
-        with _session(self.engine) as session:
+        with session_for(self.engine) as session:
             known = session.get(OrderRecord, order.order_id)
             if known is not None:
                 return RecordOrderResult(customer_id=known.customer_id, new_customer=False,
@@ -113,7 +79,7 @@ class StoreActivities:
             billing, new_billing = _address(session, customer.id, order.billing_address)
             shipping, new_shipping = _address(session, customer.id, order.delivery_address)
             assert billing.id is not None and shipping.id is not None
-            _get_or_create(session, select(OrderRecord).where(
+            get_or_create(session, select(OrderRecord).where(
                 OrderRecord.order_id == order.order_id),
                 lambda: _order_record(order, customer.id, billing.id, shipping.id))
             session.commit()
@@ -124,7 +90,7 @@ class StoreActivities:
     def check_order(self, input: OrderInput) -> CheckOrderResult:
         """The hold reasons of the order (totals, SKUs, address, comment)."""
         skus = {line.sku for line in input.order.lines}
-        with _session(self.engine) as session:
+        with session_for(self.engine) as session:
             known = set(session.exec(select(Product.sku).where(col(Product.sku).in_(skus))))
         return CheckOrderResult(holds=rules.check_order(input.order, known_skus=known))
 
@@ -145,7 +111,7 @@ class StoreActivities:
         if not wanted:
             raise ApplicationError(f"order {input.order_id}: nothing to reserve",
                                    type="NothingToReserve", non_retryable=True)
-        with _session(self.engine) as session:
+        with session_for(self.engine) as session:
             stocks = _lock_stock(session, wanted)
             earlier = _reservations(session, input.order_id)
             active = [r for r in earlier if r.state in (RESERVED, CONSUMED)]
@@ -166,7 +132,7 @@ class StoreActivities:
 
         With ``restock_allocated`` the stock already allocated to a shipment that never left
         (cancelled before the hand-off) goes back to ``on_hand`` as well."""
-        with _session(self.engine) as session:
+        with session_for(self.engine) as session:
             stocks, rows = _lock_reserved(session, input.order_id)
             for row in rows:
                 stocks[row.warehouse, row.sku].reserved -= row.quantity
@@ -190,7 +156,7 @@ class StoreActivities:
     def allocate_shipment(self, input: AllocateShipmentInput) -> ShipmentView:
         """Turn the order's reservations into its shipment; the stock leaves ``on_hand``."""
         shipment_id = f"{input.order_id}-1"
-        with _session(self.engine) as session:
+        with session_for(self.engine) as session:
             shipment = session.get(Shipment, shipment_id)
             if shipment is not None:
                 return _shipment_view(shipment)
@@ -205,42 +171,14 @@ class StoreActivities:
             session.commit()
             return _shipment_view(shipment)
 
-    # --- tickets and payments --------------------------------------------------------
-
-    @activity.defn
-    def open_ticket(self, input: OpenTicketInput) -> TicketView:
-        """Open the ticket ``(order_id, key)``; a retry returns the one already open."""
-        with _session(self.engine) as session:
-            ticket, _ = _get_or_create(
-                session, _ticket_query(input.order_id, input.key),
-                lambda: Ticket(order_id=input.order_id, key=input.key, kind=input.kind,
-                               title=input.title, body=input.body))
-            session.commit()
-            return _ticket_view(ticket)
-
-    @activity.defn
-    def resolve_ticket(self, input: ResolveTicketInput) -> TicketView | None:
-        """Mark the ticket resolved (once); ``None`` when there is no such ticket."""
-        with _session(self.engine) as session:
-            query = _ticket_query(input.order_id, input.key).with_for_update()
-            ticket = session.exec(query).first()
-            if ticket is None:
-                return None
-            if ticket.status != "resolved":
-                ticket.status = "resolved"
-                ticket.resolved_by = input.by
-                ticket.resolution = input.note
-                ticket.resolved_at = utcnow()
-                session.add(ticket)
-                session.commit()
-            return _ticket_view(ticket)
+    # --- payments --------------------------------------------------------------------
 
     @activity.defn
     def record_payment(self, input: RecordPaymentInput) -> None:
         """Store the payment ``(order_id, key)`` once."""
         payment = input.payment
-        with _session(self.engine) as session:
-            _get_or_create(
+        with session_for(self.engine) as session:
+            get_or_create(
                 session,
                 select(Payment).where(Payment.order_id == input.order_id,
                                       Payment.key == input.key),
@@ -255,7 +193,7 @@ class StoreActivities:
 
 def _customer(session: Session, customer: CustomerIn) -> tuple[Customer, bool]:
     email = str(customer.email).lower()
-    return _get_or_create(
+    return get_or_create(
         session, select(Customer).where(Customer.email == email),
         lambda: Customer(email=email, first_name=customer.first_name,
                          last_name=customer.last_name, company=customer.company,
@@ -265,7 +203,7 @@ def _customer(session: Session, customer: CustomerIn) -> tuple[Customer, bool]:
 def _address(session: Session, customer_id: int,
              address: Address) -> tuple[CustomerAddress, bool]:
     normalized = rules.normalize_address(address)
-    return _get_or_create(
+    return get_or_create(
         session,
         select(CustomerAddress).where(CustomerAddress.customer_id == customer_id,
                                       CustomerAddress.normalized == normalized),
@@ -381,41 +319,3 @@ def _consume(session: Session, shipment_id: str, order_id: str, rows: list[Reser
 
 def _shipment_view(shipment: Shipment) -> ShipmentView:
     return ShipmentView(shipment_id=shipment.shipment_id, warehouse=shipment.warehouse)
-
-
-# --- tickets -----------------------------------------------------------------------------
-
-
-def _ticket_query(order_id: str | None, key: str) -> SelectOfScalar[Ticket]:
-    owner = (col(Ticket.order_id).is_(None) if order_id is None
-             else col(Ticket.order_id) == order_id)
-    return select(Ticket).where(owner, Ticket.key == key)
-
-
-def _ticket_view(ticket: Ticket) -> TicketView:
-    assert ticket.id is not None
-    return TicketView(ticket_id=ticket.id, kind=ticket.kind, title=ticket.title,
-                      status=ticket.status)
-
-
-# --- read side for the API ---------------------------------------------------------------
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 with zone; SQLite hands back naive datetimes, which we store in UTC."""
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
-
-
-def list_tickets(engine: Engine, *, status: str | None = None) -> list[dict[str, Any]]:
-    """Tickets, oldest first; ``status`` ``open`` or ``resolved``, empty or None for all."""
-    query = select(Ticket).order_by(col(Ticket.created_at), col(Ticket.id))
-    if status:
-        query = query.where(Ticket.status == status)
-    with _session(engine) as session:
-        return [{"id": t.id, "order_id": t.order_id, "key": t.key, "kind": t.kind,
-                 "title": t.title, "body": t.body, "status": t.status,
-                 "created_at": _iso(t.created_at), "resolved_at": _iso(t.resolved_at),
-                 "resolved_by": t.resolved_by, "resolution": t.resolution}
-                for t in session.exec(query)]

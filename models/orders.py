@@ -64,6 +64,7 @@ class HoldReason(StrEnum):
     CUSTOMER_COMMENT = "customer_comment"
     OUT_OF_STOCK = "out_of_stock"
     STAFF = "staff"
+    NO_CARRIER = "no_carrier"  # issue 3: no carrier fits the parcel (models.carriers)
 
 
 class SearchAttr:

@@ -22,7 +22,8 @@ from temporalio.client import Client
 
 from activities.db import make_engine
 from activities.documents import get_document
-from activities.store import list_products, list_tickets
+from activities.store import list_products
+from activities.tickets import list_tickets
 from models.orders import (
     CancelInput,
     HoldInput,

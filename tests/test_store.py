@@ -18,7 +18,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db import make_engine, migrate
 from activities.masterdata import MasterDataError, load_master_data
-from activities.store import StoreActivities, list_products, list_tickets, stock_levels
+from activities.store import StoreActivities, list_products, stock_levels
+from activities.tickets import TicketActivities, list_tickets
 from models.activities import (
     AllocateShipmentInput,
     OpenTicketInput,
@@ -49,6 +50,11 @@ T = TypeVar("T")
 
 def uid() -> str:
     return uuid.uuid4().hex[:10].upper()
+
+
+@pytest.fixture
+def tickets(engine: Engine) -> TicketActivities:
+    return TicketActivities(engine)
 
 
 @pytest.fixture
@@ -284,29 +290,30 @@ def test_last_units_go_to_exactly_as_many_orders(store: StoreActivities,
 # --- tickets and payments ----------------------------------------------------------------
 
 
-def test_tickets_are_idempotent_and_resolvable(store: StoreActivities, engine: Engine) -> None:
+def test_tickets_are_idempotent_and_resolvable(engine: Engine,
+                                               tickets: TicketActivities) -> None:
     order_id = f"o-{uid()}"
     ticket = OpenTicketInput(order_id=order_id, key="hold-1", kind="hold", title="Prüfen",
                              body="- comment")
-    first, again = store.open_ticket(ticket), store.open_ticket(ticket)
+    first, again = tickets.open_ticket(ticket), tickets.open_ticket(ticket)
     assert first == again and first.status == "open"
     assert [t["id"] for t in list_tickets(engine, status="open")
             if t["order_id"] == order_id] == [first.ticket_id]
     resolve = ResolveTicketInput(order_id=order_id, key="hold-1", by="maria", note="ok")
-    resolved = store.resolve_ticket(resolve)
+    resolved = tickets.resolve_ticket(resolve)
     assert resolved is not None and resolved.status == "resolved"
-    assert store.resolve_ticket(resolve.model_copy(update={"by": "someone"})) == resolved
+    assert tickets.resolve_ticket(resolve.model_copy(update={"by": "someone"})) == resolved
     (row,) = [t for t in list_tickets(engine, status=None) if t["order_id"] == order_id]
     assert (row["resolved_by"], row["resolution"], row["status"]) == ("maria", "ok", "resolved")
     assert row["created_at"].endswith("+00:00")
-    assert store.resolve_ticket(resolve.model_copy(update={"key": "nope"})) is None
+    assert tickets.resolve_ticket(resolve.model_copy(update={"key": "nope"})) is None
 
 
-def test_ticket_without_order(store: StoreActivities) -> None:
+def test_ticket_without_order(tickets: TicketActivities) -> None:
     key = f"import-{uid()}"
     ticket = OpenTicketInput(order_id=None, key=key, kind="import", title="Bestand")
-    assert store.open_ticket(ticket) == store.open_ticket(ticket)
-    resolved = store.resolve_ticket(ResolveTicketInput(order_id=None, key=key, by="system"))
+    assert tickets.open_ticket(ticket) == tickets.open_ticket(ticket)
+    resolved = tickets.resolve_ticket(ResolveTicketInput(order_id=None, key=key, by="system"))
     assert resolved is not None and resolved.status == "resolved"
 
 

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.mail import MailActivities
     from activities.partners import PartnerActivities
     from activities.store import StoreActivities
+    from activities.tickets import TicketActivities
     from models.activities import (
         AllocateShipmentInput,
         CheckOrderResult,
@@ -144,7 +145,7 @@ class OrderSteps:
         reasons = ", ".join(sorted({h.reason.value for h in holds}))
         body = "\n".join(f"- {h.reason.value}: {h.detail}" for h in holds)
         ticket = await self._activity(
-            StoreActivities.open_ticket,
+            TicketActivities.open_ticket,
             OpenTicketInput(order_id=self.order_id, key=self._hold_key, kind=kind,
                             title=f"Order {self.order_id}: {reasons}", body=body),
             f"open a ticket: {reasons}")
@@ -157,7 +158,7 @@ class OrderSteps:
 
     async def release_hold(self, release: ReleaseInput, *, resume_status: OrderStatus) -> None:
         ticket = await self._activity(
-            StoreActivities.resolve_ticket,
+            TicketActivities.resolve_ticket,
             ResolveTicketInput(order_id=self.order_id, key=self._hold_key, by=release.by,
                                note=release.note),
             f"resolve the ticket (released by {release.by})")
@@ -201,7 +202,7 @@ class OrderSteps:
 
     async def escalate(self, shipment_id: str) -> None:
         ticket = await self._activity(
-            StoreActivities.open_ticket,
+            TicketActivities.open_ticket,
             OpenTicketInput(order_id=self.order_id, key="escalation-ship", kind="escalation",
                             title=f"Order {self.order_id}: no shipping confirmation",
                             body=f"Shipment {shipment_id} handed off, not confirmed within "
@@ -214,7 +215,7 @@ class OrderSteps:
 
     async def resolve_escalation(self, confirmation: ShipmentConfirmation) -> None:
         ticket = await self._activity(
-            StoreActivities.resolve_ticket,
+            TicketActivities.resolve_ticket,
             ResolveTicketInput(order_id=self.order_id, key="escalation-ship", by="system",
                                note=f"confirmed late: {confirmation.tracking_number}"),
             "resolve the escalation ticket")
@@ -296,7 +297,7 @@ class OrderSteps:
 
     async def _payment_ticket(self, key: str, text: str) -> None:
         ticket = await self._activity(
-            StoreActivities.open_ticket,
+            TicketActivities.open_ticket,
             OpenTicketInput(order_id=self.order_id, key=f"{key}-ticket", kind="payment",
                             title=f"Order {self.order_id}: {text}", body=text),
             "open a payment ticket")
