@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     review_url: str = "https://shop.example.com/bewertung/{order_id}"
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
+    shipping_config: Path = PROJECT_DIR / "demo" / "carriers.toml"  # carriers, boxes
     invoice_number_format: str = "RE-{year}-{number:06d}"
 
     # Policy durations

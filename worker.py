@@ -19,6 +19,7 @@ from activities.db import make_engine
 from activities.documents import DocumentActivities
 from activities.mail import MailActivities
 from activities.partners import PartnerActivities
+from activities.shipping import ShippingActivities, load_shipping_config
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
@@ -41,6 +42,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     documents = DocumentActivities(engine, settings)
     mail = MailActivities(engine, settings)
     partners = PartnerActivities(engine, settings)
+    shipping = ShippingActivities(engine, load_shipping_config(settings.shipping_config))
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -50,7 +52,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             store.allocate_shipment, tickets.open_ticket, tickets.resolve_ticket,
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
-            mail.send_mail, partners.hand_off,
+            mail.send_mail, partners.hand_off, shipping.choose_carrier,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

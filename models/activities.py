@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from models.carriers import CarrierDecision, Parcel
 from models.orders import (
     DocumentView,
     HoldView,
@@ -18,7 +19,9 @@ from models.orders import (
 
 __all__ = [
     "AllocateShipmentInput",
+    "CarrierChoice",
     "CheckOrderResult",
+    "ChooseCarrierInput",
     "DocumentInput",
     "DocumentView",
     "HandOffInput",
@@ -134,3 +137,18 @@ class HandOffInput(BaseModel):
 class HandOffResult(BaseModel):
     partner: str
     files: list[str]
+
+
+class ChooseCarrierInput(BaseModel):
+    order_id: str
+    shipment_id: str
+    country: str
+    express: bool = False
+    cod: bool = False
+
+
+class CarrierChoice(BaseModel):
+    decision: CarrierDecision
+    parcel: Parcel
+    explanation: str  # one line per carrier (models.carriers.explain)
+    tracking_url: str | None = None  # the chosen carrier's template ({tracking_number})

@@ -44,6 +44,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from models.orders import CountryCode, Money, Text
@@ -59,6 +60,7 @@ __all__ = [
     "PriceBand",
     "Service",
     "ShipmentNeeds",
+    "ShippingConfig",
     "explain",
     "pack_parcel",
     "select_carrier",
@@ -377,3 +379,23 @@ def explain(decision: CarrierDecision) -> str:
                      f"{_days(quote.transit_days)}")
     lines.extend(f"{code}: excluded, {reason}" for code, reason in decision.excluded.items())
     return "\n".join(lines)
+
+
+class ShippingConfig(_Strict):
+    """The shipping master data (``ORDERS_SHIPPING_CONFIG``): packaging, boxes, carriers."""
+
+    packaging_weight_g: int = Field(default=0, ge=0)
+    boxes: list[Box] = Field(default_factory=list)
+    carriers: list[Carrier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_codes(self) -> ShippingConfig:
+        for kind, codes in (("carriers", [c.code for c in self.carriers]),
+                            ("boxes", [b.code for b in self.boxes])):
+            duplicates = sorted({code for code in codes if codes.count(code) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: duplicate code {', '.join(duplicates)}")
+        return self
+
+    def carrier(self, code: str) -> Carrier | None:
+        return next((c for c in self.carriers if c.code == code), None)

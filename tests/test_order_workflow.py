@@ -20,6 +20,7 @@ from temporalio.client import Client
 from activities.db import migrate
 from models.orders import (
     CancelInput,
+    OrderIn,
     OrderStatus,
     PaymentIn,
     PaymentStatus,
@@ -28,7 +29,7 @@ from models.orders import (
 )
 from models.tables import Document, Stock, Ticket
 from settings import PROJECT_DIR, Settings
-from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from tests.helpers import FAST, Stack, make_order, order_payload, running_stack, seed
 from workflows.order import OrderWorkflow
 
 XSD = PROJECT_DIR / "schemas" / "opentrans-2.1" / "opentrans_2_1.xsd"
@@ -174,6 +175,42 @@ async def test_overpayment_opens_a_ticket_and_goes_on(stack: Stack) -> None:
     assert view is not None and view.payment_status == PaymentStatus.PAID
     payment_tickets = [t for t in view.tickets if t.kind == "payment"]
     assert len(payment_tickets) == 1 and "16.10" in payment_tickets[0].title
+
+
+async def test_express_order_goes_with_the_express_carrier(stack: Stack) -> None:
+    payload = order_payload()
+    payload["shipping"] = {"method": "express", "price": "4.90"}
+    order = OrderIn.model_validate(payload)
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    assert view.shipments[0].carrier == "GO"
+    desc = await stack.client.get_workflow_handle(order.order_id).describe()
+    assert desc.search_attributes.get("Carrier") == ["GO"]
+    carrier_event = next(e for e in view.timeline if e.kind == "carrier")
+    assert "GO: chosen" in carrier_event.text and "DHL: excluded, no express service" \
+        in carrier_event.text
+
+
+async def test_no_carrier_holds_with_the_reasons_and_cancel_restocks(stack: Stack) -> None:
+    before = stock_row(stack, "STOVE-1")
+    payload = order_payload(lines=[("STOVE-1", 1, "39.90")], total=None)
+    payload["billing_address"].update(country="US", postal_code="10001", city="New York")
+    order = OrderIn.model_validate(payload)
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.ON_HOLD)
+    assert [h.reason.value for h in view.hold_reasons] == ["no_carrier"]
+    detail = view.hold_reasons[0].detail
+    for reason in ("DHL: excluded, does not serve country US",
+                   "DPD: excluded, does not serve country US",
+                   "GO: excluded, no standard service"):
+        assert reason in detail
+    assert stock_row(stack, "STOVE-1").on_hand == before.on_hand - 1  # allocated
+    assert any(t.kind == "no-carrier" and t.status == "open" for t in view.tickets)
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        OrderWorkflow.cancel, CancelInput(by="maria", reason="kein Versand in die USA"))
+    assert await stack.result(order.order_id) == "cancelled"
+    after = stock_row(stack, "STOVE-1")
+    assert (after.on_hand, after.reserved) == (before.on_hand, before.reserved)
 
 
 async def test_ship_confirmation_timeout_escalates_and_late_confirmation_completes(

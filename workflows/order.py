@@ -80,6 +80,7 @@ class OrderWorkflow(OrderSteps):
             await self._await_payment()
             await self._checkpoint()
             await self.allocate()
+            await self._choose_carrier()
             await self._checkpoint()
             await self.hand_off()
             await self._await_shipment()
@@ -113,6 +114,15 @@ class OrderWorkflow(OrderSteps):
                 [HoldView(reason=HoldReason.OUT_OF_STOCK, detail=detail)],
                 kind="backorder", status=OrderStatus.BACKORDERED,
             )
+
+    async def _choose_carrier(self) -> None:
+        while True:
+            choice = await self.choose_carrier()
+            if choice.decision.chosen is not None:
+                return
+            await self._hold_until_released(
+                [HoldView(reason=HoldReason.NO_CARRIER, detail=choice.explanation)],
+                kind="no-carrier")
 
     async def _await_payment(self) -> None:
         method = self.order.payment.method

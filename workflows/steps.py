@@ -18,11 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
     from activities.mail import MailActivities
     from activities.partners import PartnerActivities
+    from activities.shipping import ShippingActivities
     from activities.store import StoreActivities
     from activities.tickets import TicketActivities
     from models.activities import (
         AllocateShipmentInput,
+        CarrierChoice,
         CheckOrderResult,
+        ChooseCarrierInput,
         DocumentInput,
         HandOffInput,
         OpenTicketInput,
@@ -71,6 +74,7 @@ class OrderSteps:
         self.policy = input.policy
         self._hold_count = 0
         self._hold_key = ""
+        self._tracking_template: str | None = None  # the chosen carrier's tracking link
         self.view = OrderView(
             order_id=order.order_id, channel=order.channel, external_id=order.external_id,
             status=OrderStatus.RECEIVED, payment_method=order.payment.method,
@@ -181,6 +185,29 @@ class OrderSteps:
         self.view.shipments = [shipment]
         self.event("allocated", f"shipment {shipment.shipment_id} from {shipment.warehouse}")
 
+    async def choose_carrier(self) -> CarrierChoice:
+        shipment = self.view.shipments[0]
+        self.wait_for(f"choosing a carrier for {shipment.shipment_id}")
+        order = self.order
+        choice: CarrierChoice = await self._activity(
+            ShippingActivities.choose_carrier,
+            ChooseCarrierInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
+                               country=order.delivery_address.country,
+                               express=order.shipping.method == "express",
+                               cod=order.payment.method == "cod"),
+            "choose the carrier (service, country, weight, size, price)")
+        chosen, parcel = choice.decision.chosen, choice.parcel
+        size = f"{parcel.weight_g} g, {parcel.length_mm}x{parcel.width_mm}x{parcel.height_mm} mm"
+        if chosen is None:
+            self.event("carrier", f"no carrier fits the parcel ({size}):\n{choice.explanation}")
+            return choice
+        shipment.carrier = chosen.carrier
+        self._tracking_template = choice.tracking_url
+        workflow.upsert_search_attributes([_CARRIER.value_set(chosen.carrier)])
+        self.event("carrier", f"carrier {chosen.carrier} for {shipment.shipment_id} ({size}):"
+                              f"\n{choice.explanation}")
+        return choice
+
     async def hand_off(self) -> None:
         shipment = self.view.shipments[0]
         self.wait_for(f"handing off {shipment.shipment_id} to the fulfillment partner")
@@ -225,11 +252,13 @@ class OrderSteps:
     async def notify_shipped(self, confirmation: ShipmentConfirmation) -> None:
         shipment = self.view.shipments[0]
         shipment.status = "shipped"
-        shipment.carrier = confirmation.carrier
         shipment.tracking_number = confirmation.tracking_number
         shipment.shipped_at = confirmation.shipped_at or workflow.now()
-        shipment.tracking_url = self.policy.tracking_url.format(
+        template = (self._tracking_template if confirmation.carrier == shipment.carrier
+                    and self._tracking_template else self.policy.tracking_url)
+        shipment.tracking_url = template.format(
             carrier=confirmation.carrier, tracking_number=confirmation.tracking_number)
+        shipment.carrier = confirmation.carrier
         workflow.upsert_search_attributes([_CARRIER.value_set(confirmation.carrier),
                                            _TRACKING.value_set(confirmation.tracking_number)])
         self.set_status(OrderStatus.SHIPPED)
