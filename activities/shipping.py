@@ -21,7 +21,6 @@ from temporalio.exceptions import ApplicationError
 from models.activities import CarrierChoice, ChooseCarrierInput
 from models.carriers import (
     ParcelItem,
-    ShipmentNeeds,
     ShippingConfig,
     explain,
     pack_parcel,
@@ -64,8 +63,7 @@ class ShippingActivities:
         items = self._items(input.shipment_id)
         parcel = pack_parcel(items, boxes=self.config.boxes,
                              packaging_weight_g=self.config.packaging_weight_g)
-        needs = ShipmentNeeds(country=input.country, express=input.express, cod=input.cod)
-        decision = select_carrier(parcel, needs, self.config.carriers)
+        decision = select_carrier(parcel, input.needs, self.config.carriers)
         chosen = decision.chosen and self.config.carrier(decision.chosen.carrier)
         return CarrierChoice(decision=decision, parcel=parcel, explanation=explain(decision),
                              tracking_url=chosen.tracking_url if chosen else None)

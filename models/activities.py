@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.carriers import CarrierDecision, Parcel
+from models.carriers import CarrierDecision, Parcel, ShipmentNeeds
 from models.orders import (
     DocumentView,
     HoldView,
@@ -142,9 +142,7 @@ class HandOffResult(BaseModel):
 class ChooseCarrierInput(BaseModel):
     order_id: str
     shipment_id: str
-    country: str
-    express: bool = False
-    cod: bool = False
+    needs: ShipmentNeeds
 
 
 class CarrierChoice(BaseModel):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveTicketInput,
         SendMailInput,
     )
+    from models.carriers import ShipmentNeeds
     from models.orders import (
         CancelInput,
         HoldView,
@@ -192,9 +193,9 @@ class OrderSteps:
         choice: CarrierChoice = await self._activity(
             ShippingActivities.choose_carrier,
             ChooseCarrierInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
-                               country=order.delivery_address.country,
-                               express=order.shipping.method == "express",
-                               cod=order.payment.method == "cod"),
+                               needs=ShipmentNeeds(country=order.delivery_address.country,
+                                                   express=order.shipping.method == "express",
+                                                   cod=order.payment.method == "cod")),
             "choose the carrier (service, country, weight, size, price)")
         chosen, parcel = choice.decision.chosen, choice.parcel
         size = f"{parcel.weight_g} g, {parcel.length_mm}x{parcel.width_mm}x{parcel.height_mm} mm"
