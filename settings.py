@@ -60,6 +60,9 @@ class FtpPartner(BaseModel):
     password: str = "partner"
     inbox: str = "/inbox"
     warehouse: str = "MAIN"
+    outbox: str = "/outbox"  # where the partner leaves its shipping advice
+    archive: str = "/archive"  # imported advice files are moved here
+    error_dir: str = "/error"  # unreadable or hostile advice files are moved here
 
 
 class Settings(BaseSettings):
@@ -115,6 +118,8 @@ class Settings(BaseSettings):
     # How long one activity attempt may take before Temporal retries it elsewhere (also how
     # long the steps of a crashed worker wait before they are picked up again).
     activity_timeout: Duration = timedelta(seconds=60)
+    # How often the Schedule imports the partner's shipping advice from its FTP outbox.
+    shipping_advice_interval: Duration = timedelta(minutes=5)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.advice import AdviceActivities
 from activities.db import make_engine
 from activities.documents import DocumentActivities
 from activities.mail import MailActivities
@@ -23,6 +24,7 @@ from activities.shipping import ShippingActivities, load_shipping_config
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
+from workflows.jobs import ShippingAdviceImportWorkflow
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger("orders.worker")
@@ -43,16 +45,18 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     mail = MailActivities(engine, settings)
     partners = PartnerActivities(engine, settings)
     shipping = ShippingActivities(engine, load_shipping_config(settings.shipping_config))
+    advice = AdviceActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow],
+        workflows=[OrderWorkflow, ShippingAdviceImportWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipment, tickets.open_ticket, tickets.resolve_ticket,
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
             mail.send_mail, partners.hand_off, shipping.choose_carrier,
+            advice.list_advice_files, advice.read_advice_file, advice.finish_advice_file,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

@@ -30,7 +30,7 @@ from models.activities import HandOffInput, HandOffResult
 from models.tables import Document, Upload
 from settings import FtpPartner, Settings
 
-__all__ = ["DOCUMENT_MISSING", "PartnerActivities", "load_documents"]
+__all__ = ["DOCUMENT_MISSING", "PartnerActivities", "connect", "load_documents"]
 
 DOCUMENT_MISSING = "DocumentMissing"
 INVALID_FILENAME = "InvalidFilename"
@@ -67,7 +67,7 @@ class PartnerActivities:
         done = self._recorded(partner.code, paths.values())
         todo = [doc for doc in documents if paths[doc.document_id] not in done]
         if todo:
-            with self._connect(partner) as ftp:
+            with connect(partner) as ftp:
                 ensure_directory(ftp, partner.inbox)
                 for doc in todo:
                     path = paths[doc.document_id]
@@ -95,18 +95,22 @@ class PartnerActivities:
             except IntegrityError:  # a concurrent attempt recorded it first: same outcome
                 session.rollback()
 
-    # --- FTP ---------------------------------------------------------------------------
 
-    def _connect(self, partner: FtpPartner) -> ftplib.FTP:
-        ftp = ftplib.FTP(timeout=FTP_TIMEOUT)
-        try:
-            ftp.connect(partner.host, partner.port)
-            ftp.login(partner.user, partner.password)
-            ftp.voidcmd("TYPE I")  # binary: SIZE answers in bytes
-        except BaseException:
-            ftp.close()
-            raise
-        return ftp
+
+# --- FTP -------------------------------------------------------------------------------
+
+
+def connect(partner: FtpPartner) -> ftplib.FTP:
+    """A logged-in connection in binary mode (SIZE answers in bytes); use it in ``with``."""
+    ftp = ftplib.FTP(timeout=FTP_TIMEOUT)
+    try:
+        ftp.connect(partner.host, partner.port)
+        ftp.login(partner.user, partner.password)
+        ftp.voidcmd("TYPE I")
+    except BaseException:
+        ftp.close()
+        raise
+    return ftp
 
 
 def remote_path(inbox: str, filename: str) -> str:

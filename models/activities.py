@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,17 +19,22 @@ from models.orders import (
 )
 
 __all__ = [
+    "AdviceConfirmation",
+    "AdviceFile",
     "AllocateShipmentInput",
     "CarrierChoice",
     "CheckOrderResult",
     "ChooseCarrierInput",
     "DocumentInput",
     "DocumentView",
+    "FinishAdviceInput",
     "HandOffInput",
     "HandOffResult",
     "MissingStock",
     "OpenTicketInput",
     "OrderInput",
+    "ReadAdviceInput",
+    "ReadAdviceResult",
     "RecordOrderResult",
     "RecordPaymentInput",
     "ReleaseStockInput",
@@ -150,3 +156,41 @@ class CarrierChoice(BaseModel):
     parcel: Parcel
     explanation: str  # one line per carrier (models.carriers.explain)
     tracking_url: str | None = None  # the chosen carrier's template ({tracking_number})
+
+
+# --- shipping advice import (activities/advice.py) -------------------------------------
+
+
+class AdviceConfirmation(BaseModel):
+    """One order confirmed shipped by a DISPATCHNOTIFICATION file (a file may hold several)."""
+
+    order_id: str
+    shipment_id: str | None = None
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime | None = None
+
+
+class AdviceFile(BaseModel):
+    """A file in the partner's outbox, identified by its content."""
+
+    name: str  # plain name inside the outbox
+    sha256: str  # hex digest of the content; "" when the file had vanished
+    size: int
+
+
+class ReadAdviceInput(BaseModel):
+    name: str
+
+
+class ReadAdviceResult(BaseModel):
+    file: AdviceFile
+    already_done: bool  # imported before (same content) or gone: nothing to do
+    confirmations: list[AdviceConfirmation] = Field(default_factory=list)
+    error: str | None = None  # why the file is unusable: reject it
+
+
+class FinishAdviceInput(BaseModel):
+    file: AdviceFile
+    outcome: Literal["archived", "rejected"]
+    detail: str = ""

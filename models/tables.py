@@ -177,3 +177,17 @@ class Upload(SQLModel, table=True):
     remote_path: str = Field(max_length=300)
     sha256: str
     uploaded_at: datetime = Field(default_factory=utcnow)
+
+
+class ImportedFile(SQLModel, table=True):
+    """A partner file whose content was processed (archived or rejected): once per content."""
+
+    __tablename__ = "imported_file"
+    __table_args__ = (UniqueConstraint("partner", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner: str = Field(max_length=64)
+    name: str = Field(index=True, max_length=255)
+    sha256: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)  # archived, rejected
+    detail: str = ""
+    imported_at: datetime = Field(default_factory=utcnow)

@@ -142,6 +142,44 @@ async def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_partner_advice(args: argparse.Namespace, settings: Settings) -> int:
+    """Play the fulfillment partner: upload a shipping advice for ORDER_ID to its outbox."""
+    import ftplib
+    import io
+    import uuid
+
+    from activities.dispatch import build_dispatch_notification
+    from activities.partners import connect
+
+    view = await service.get_order(await _client(settings), args.order_id)
+    if not view.shipments:
+        raise service.OrderStateConflict(args.order_id, view.status, "send shipping advice for")
+    shipment = view.shipments[0]
+    content = build_dispatch_notification(
+        notification_id=f"DN-{uuid.uuid4().hex[:10]}", order_id=args.order_id,
+        shipment_id=shipment.shipment_id, carrier=args.carrier, tracking_number=args.tracking,
+        shipped_at=datetime.now(UTC), lines=[(line.sku, line.quantity) for line in view.lines])
+    partner = settings.partner
+    name = f"{args.order_id}-advice.xml"
+    with connect(partner) as ftp:
+        try:
+            ftp.mkd(partner.outbox)
+        except ftplib.error_perm:  # exists already
+            pass
+        ftp.storbinary(f"STOR {partner.outbox}/{name}.part", io.BytesIO(content))
+        ftp.rename(f"{partner.outbox}/{name}.part", f"{partner.outbox}/{name}")
+    _print({"uploaded": f"{partner.outbox}/{name}", "bytes": len(content)})
+    return EXIT_OK
+
+
+async def cmd_schedules(_args: argparse.Namespace, settings: Settings) -> int:
+    from starter.schedules import apply_schedules
+
+    applied = await apply_schedules(await _client(settings), settings)
+    _print({"schedules": applied})
+    return EXIT_OK
+
+
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
@@ -186,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run the Temporal worker")
     add("api", cmd_api, "run the HTTP API")
     add("migrate", cmd_migrate, "apply the database migrations")
+    add("schedules", cmd_schedules, "create or update the Temporal Schedules of the jobs")
+    p = add("partner-advice", cmd_partner_advice,
+            "demo: play the partner and upload a shipping advice for an order")
+    p.add_argument("order_id")
+    p.add_argument("--tracking", required=True)
+    p.add_argument("--carrier", default="DHL")
     add("seed", cmd_seed, "load master data (warehouses, products, stock)").add_argument(
         "file", nargs="?", default=str(PROJECT_DIR / "demo" / "masterdata.toml"))
     return parser

@@ -33,6 +33,7 @@ from activities.masterdata import load_master_data
 from models.orders import SearchAttr
 from settings import PROJECT_DIR, Settings
 from starter.embedded import FtpDrop, MailCatcher
+from starter.schedules import apply_schedules
 
 log = logging.getLogger("orders.dev")
 BIN = Path(sys.executable).parent
@@ -187,6 +188,7 @@ async def main_async() -> None:
             log.info("registered search attributes: %s", ", ".join(added))
         worker.start()
         api.start()
+        log.info("schedules: %s", ", ".join(await apply_schedules(client, settings)))
         print(banner(settings, keys), flush=True)
         await supervise(children, stop)
     finally:

@@ -40,6 +40,10 @@ async def orders_cli(stack: Stack, tmp_path: Path, *args: str) -> tuple[int, str
            "ORDERS_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
            "ORDERS_TASK_QUEUE": stack.task_queue,
            "ORDERS_DATABASE_URL": stack.settings.database_url,
+           "ORDERS_PARTNER__HOST": stack.settings.partner.host,
+           "ORDERS_PARTNER__PORT": str(stack.settings.partner.port),
+           "ORDERS_PARTNER__USER": stack.settings.partner.user,
+           "ORDERS_PARTNER__PASSWORD": stack.settings.partner.password,
            "ORDERS_PAYMENT_REMINDER_AFTER": "60s", "ORDERS_CANCEL_UNPAID_AFTER": "120s",
            "ORDERS_REVIEW_REQUEST_AFTER": "1s", "ORDERS_SHIP_CONFIRMATION_TIMEOUT": "30s"}
     proc = await asyncio.create_subprocess_exec(
@@ -95,6 +99,24 @@ async def test_staff_workflow_through_the_cli(stack: Stack, tmp_path: Path) -> N
     assert (code, shown["status"], shown["shipments"][0]["tracking_number"]) == \
         (0, "completed", "JJD01")
     assert [e["kind"] for e in shown["timeline"]].count("released") == 1
+
+
+async def test_partner_advice_from_the_cli_is_imported(stack: Stack, tmp_path: Path,
+                                                        ftp_drop: Any) -> None:
+    from tests.helpers import make_order
+    from tests.test_jobs import run_import
+
+    order = make_order()
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    code, _, err = await orders_cli(stack, tmp_path, "partner-advice", order.order_id,
+                                      "--tracking", "JJD0042", "--carrier", "DPD")
+    assert code == 0, err
+    assert (Path(ftp_drop.root) / "outbox" / f"{order.order_id}-advice.xml").exists()
+    assert (await run_import(stack))["confirmed"] == 1
+    assert await stack.result(order.order_id) == "completed"
+    view = await stack.view(order.order_id)
+    assert (view.shipments[0].carrier, view.shipments[0].tracking_number) == ("DPD", "JJD0042")
 
 
 async def test_cli_errors_have_exit_codes(stack: Stack, tmp_path: Path) -> None:

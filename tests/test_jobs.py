@@ -1,0 +1,126 @@
+"""The shipping-advice import: the partner's DISPATCHNOTIFICATION files on its real FTP server
+become shipping confirmations; hostile files are refused; the Schedule exists and runs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from activities.dispatch import build_dispatch_notification
+from activities.tickets import list_tickets
+from models.orders import OrderStatus
+from settings import Settings
+from starter.schedules import apply_schedules
+from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from tests.test_order_workflow import mails_for
+from workflows.jobs import ShippingAdviceImportWorkflow
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>
+<DISPATCHNOTIFICATION>&e;</DISPATCHNOTIFICATION>"""
+
+
+@pytest.fixture
+async def stack(client: Client, task_queue: str, partner_settings: Settings,
+                tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = partner_settings.model_copy(update={
+        **FAST, "task_queue": task_queue, "ship_confirmation_timeout": timedelta(seconds=60)})
+    async with running_stack(client, settings, task_queue) as s:
+        seed(s.engine, tmp_path)
+        yield s
+
+
+def drop(ftp_drop: Any, name: str, content: bytes) -> Path:
+    """The partner uploads a file into its outbox."""
+    outbox = Path(ftp_drop.root) / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
+    path = outbox / name
+    path.write_bytes(content)
+    return path
+
+
+def advice(order_id: str, tracking: str) -> bytes:
+    return build_dispatch_notification(
+        notification_id=f"DN-{uuid.uuid4().hex[:8]}", order_id=order_id,
+        shipment_id=f"{order_id}-1", carrier="DHL", tracking_number=tracking,
+        shipped_at=datetime(2026, 11, 25, 12, 0, tzinfo=UTC), lines=[("TENT-2P", 1)])
+
+
+async def run_import(stack: Stack) -> dict[str, int]:
+    return await stack.client.execute_workflow(
+        ShippingAdviceImportWorkflow.run, id=f"advice-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.task_queue, execution_timeout=timedelta(seconds=60))
+
+
+async def test_advice_confirms_orders_once_and_archives(stack: Stack, ftp_drop: Any,
+                                                        mail_catcher: Any) -> None:
+    orders = [make_order(), make_order()]
+    await asyncio.gather(*(stack.submit(o) for o in orders))
+    for order in orders:
+        await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    first = advice(orders[0].order_id, "JJD000111")
+    drop(ftp_drop, "DN-0001.xml", first)
+    drop(ftp_drop, "DN-0002.xml", advice(orders[1].order_id, "JJD000222"))
+
+    summary = await run_import(stack)
+    assert (summary["files"], summary["confirmed"], summary["rejected"]) == (2, 2, 0)
+    for order, tracking in zip(orders, ("JJD000111", "JJD000222"), strict=True):
+        assert await stack.result(order.order_id) == "completed"
+        view = await stack.view(order.order_id)
+        assert view.shipments[0].tracking_number == tracking
+    root = Path(ftp_drop.root)
+    assert sorted(p.name for p in (root / "archive").iterdir()) == ["DN-0001.xml",
+                                                                    "DN-0002.xml"]
+    assert list((root / "outbox").iterdir()) == []
+
+    drop(ftp_drop, "DN-0001-again.xml", first)  # the partner sends the same file again
+    again = await run_import(stack)
+    assert (again["files"], again["skipped"], again["confirmed"]) == (1, 1, 0)
+    assert list((root / "outbox").iterdir()) == []  # the copy went to the archive too
+    assert len(list((root / "archive").iterdir())) == 3
+    for order in orders:
+        assert len(mails_for(mail_catcher, str(order.customer.email))) == 4
+
+
+async def test_hostile_and_unknown_advice_become_tickets(stack: Stack, ftp_drop: Any) -> None:
+    drop(ftp_drop, "evil.xml", XXE)
+    drop(ftp_drop, "stranger.xml", advice("webshop-nobody", "JJD000999"))
+    summary = await run_import(stack)
+    assert (summary["rejected"], summary["unknown_orders"]) == (1, 1)
+    root = Path(ftp_drop.root)
+    assert [p.name for p in (root / "error").iterdir()] == ["evil.xml"]
+    assert b"root:" not in (root / "error" / "evil.xml").read_bytes()
+    assert [p.name for p in (root / "archive").iterdir()] == ["stranger.xml"]
+    titles = [t["title"] for t in list_tickets(stack.engine, status="open")
+              if t["kind"] == "import"]
+    assert any("evil.xml rejected" in t for t in titles)
+    assert any("webshop-nobody" in t for t in titles)
+
+
+async def test_schedule_runs_the_import(stack: Stack, ftp_drop: Any) -> None:
+    order = make_order()
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    drop(ftp_drop, "DN-s.xml", advice(order.order_id, "JJD000555"))
+    prefix = f"test-{uuid.uuid4().hex[:6]}-"
+    settings = stack.settings.model_copy(
+        update={"shipping_advice_interval": timedelta(hours=1)})
+    (schedule_id,) = await apply_schedules(stack.client, settings,
+                                           task_queue=stack.task_queue, prefix=prefix)
+    handle = stack.client.get_schedule_handle(schedule_id)
+    try:
+        desc = await handle.describe()
+        assert desc.schedule.spec.intervals[0].every == timedelta(hours=1)
+        assert await apply_schedules(stack.client, settings, task_queue=stack.task_queue,
+                                     prefix=prefix) == [schedule_id]  # update, not a copy
+        await handle.trigger()
+        assert await stack.result(order.order_id, timeout=60) == "completed"
+    finally:
+        await handle.delete()
