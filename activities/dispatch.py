@@ -35,7 +35,16 @@ from lxml import etree
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.opentrans import BMECAT_NS, OPENTRANS_NS, PIECE, validate
+from activities.opentrans import (
+    BMECAT_NS,
+    OPENTRANS_NS,
+    PIECE,
+    bm,
+    ot,
+    sub,
+    validate,
+    xml_datetime,
+)
 from models.activities import AdviceConfirmation
 from models.orders import ShipmentConfirmation
 
@@ -135,7 +144,7 @@ def _load(data: bytes) -> etree._Element:
         validate(root)
     except ApplicationError as exc:
         raise AdviceError(exc.message) from None
-    note = root if root.tag == _ot("DISPATCHNOTIFICATION") else root.find(
+    note = root if root.tag == ot("DISPATCHNOTIFICATION") else root.find(
         "ot:DISPATCHNOTIFICATION", _NS)  # also inside an <OPENTRANS> envelope
     if note is None:
         raise AdviceError(f"not a DISPATCHNOTIFICATION but {etree.QName(root).localname}")
@@ -227,87 +236,66 @@ def build_combined_dispatch_notification(*, notification_id: str, shipped_at: da
     tracking number over 50 characters)."""
     if not orders or any(not order.lines for order in orders):
         raise ValueError("a dispatch notification needs orders, each with lines")
-    root = etree.Element(_ot("DISPATCHNOTIFICATION"), nsmap=_NSMAP, version="2.1")
-    info = _sub(_sub(root, "DISPATCHNOTIFICATION_HEADER"), "DISPATCHNOTIFICATION_INFO")
-    _sub(info, "DISPATCHNOTIFICATION_ID", notification_id)
+    root = etree.Element(ot("DISPATCHNOTIFICATION"), nsmap=_NSMAP, version="2.1")
+    info = sub(sub(root, "DISPATCHNOTIFICATION_HEADER"), "DISPATCHNOTIFICATION_INFO")
+    sub(info, "DISPATCHNOTIFICATION_ID", notification_id)
     if shipped_at is not None:
-        _sub(info, "DISPATCHNOTIFICATION_DATE", _datetime(shipped_at))
-    _parties(_sub(info, "PARTIES"), orders)
-    _sub(info, _bm("SUPPLIER_IDREF"), SHOP_PARTY, type="supplier_specific")
+        sub(info, "DISPATCHNOTIFICATION_DATE", xml_datetime(shipped_at))
+    _parties(sub(info, "PARTIES"), orders)
+    sub(info, bm("SUPPLIER_IDREF"), SHOP_PARTY, type="supplier_specific")
     _shipment_parties(info, orders[0])
     shipments = {order.shipment_id for order in orders}
     if len(shipments) == 1 and orders[0].shipment_id:
-        _sub(info, "SHIPMENT_ID", orders[0].shipment_id)
-    items = _sub(root, "DISPATCHNOTIFICATION_ITEM_LIST")
+        sub(info, "SHIPMENT_ID", orders[0].shipment_id)
+    items = sub(root, "DISPATCHNOTIFICATION_ITEM_LIST")
     count = 0
     for order in orders:
         for line_number, (sku, quantity) in enumerate(order.lines, start=1):
             count += 1
             items.append(_item(count, line_number, order, sku, quantity))
-    _sub(_sub(root, "DISPATCHNOTIFICATION_SUMMARY"), "TOTAL_ITEM_NUM", str(count))
+    sub(sub(root, "DISPATCHNOTIFICATION_SUMMARY"), "TOTAL_ITEM_NUM", str(count))
     validate(root)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 def _parties(parties: etree._Element, orders: Sequence[DispatchedOrder]) -> None:
-    shop = _sub(parties, "PARTY")
-    _sub(shop, _bm("PARTY_ID"), SHOP_PARTY, type="supplier_specific")
-    _sub(shop, "PARTY_ROLE", "supplier")
+    shop = sub(parties, "PARTY")
+    sub(shop, bm("PARTY_ID"), SHOP_PARTY, type="supplier_specific")
+    sub(shop, "PARTY_ROLE", "supplier")
     for order in orders:
-        delivery = _sub(parties, "PARTY")
-        _sub(delivery, _bm("PARTY_ID"), _delivery_id(order), type="supplier_specific")
-        _sub(delivery, "PARTY_ROLE", "delivery")
+        delivery = sub(parties, "PARTY")
+        sub(delivery, bm("PARTY_ID"), _delivery_id(order), type="supplier_specific")
+        sub(delivery, "PARTY_ROLE", "delivery")
     for carrier in dict.fromkeys(order.carrier for order in orders):
-        deliverer = _sub(parties, "PARTY")
-        _sub(deliverer, _bm("PARTY_ID"), carrier, type="supplier_specific")
-        _sub(deliverer, "PARTY_ROLE", "deliverer")
-        _sub(_sub(deliverer, "ADDRESS"), _bm("NAME"), carrier)
+        deliverer = sub(parties, "PARTY")
+        sub(deliverer, bm("PARTY_ID"), carrier, type="supplier_specific")
+        sub(deliverer, "PARTY_ROLE", "deliverer")
+        sub(sub(deliverer, "ADDRESS"), bm("NAME"), carrier)
 
 
 def _shipment_parties(parent: etree._Element, order: DispatchedOrder) -> None:
-    refs = _sub(parent, "SHIPMENT_PARTIES_REFERENCE")
-    _sub(refs, "DELIVERY_IDREF", _delivery_id(order), type="supplier_specific")
-    _sub(refs, "DELIVERER_IDREF", order.carrier, type="supplier_specific")
+    refs = sub(parent, "SHIPMENT_PARTIES_REFERENCE")
+    sub(refs, "DELIVERY_IDREF", _delivery_id(order), type="supplier_specific")
+    sub(refs, "DELIVERER_IDREF", order.carrier, type="supplier_specific")
 
 
 def _item(number: int, line_number: int, order: DispatchedOrder, sku: str,
           quantity: int) -> etree._Element:
-    item = etree.Element(_ot("DISPATCHNOTIFICATION_ITEM"))
-    _sub(item, "LINE_ITEM_ID", str(number))
-    _sub(_sub(item, "PRODUCT_ID"), _bm("SUPPLIER_PID"), sku, type="supplier_specific")
-    _sub(item, "QUANTITY", str(quantity))
-    _sub(item, _bm("ORDER_UNIT"), PIECE)
+    item = etree.Element(ot("DISPATCHNOTIFICATION_ITEM"))
+    sub(item, "LINE_ITEM_ID", str(number))
+    sub(sub(item, "PRODUCT_ID"), bm("SUPPLIER_PID"), sku, type="supplier_specific")
+    sub(item, "QUANTITY", str(quantity))
+    sub(item, bm("ORDER_UNIT"), PIECE)
     if order.shipment_id:
-        _sub(_sub(item, "DELIVERY_REFERENCE"), "DELIVERYNOTE_ID", order.shipment_id)
-    reference = _sub(item, "ORDER_REFERENCE")
-    _sub(reference, "ORDER_ID", order.order_id)
-    _sub(reference, "LINE_ITEM_ID", str(line_number))  # the line's number in our ORDER
+        sub(sub(item, "DELIVERY_REFERENCE"), "DELIVERYNOTE_ID", order.shipment_id)
+    reference = sub(item, "ORDER_REFERENCE")
+    sub(reference, "ORDER_ID", order.order_id)
+    sub(reference, "LINE_ITEM_ID", str(line_number))  # the line's number in our ORDER
     _shipment_parties(item, order)
-    package = _sub(_sub(_sub(item, "LOGISTIC_DETAILS"), "PACKAGE_INFO"), "PACKAGE")
-    _sub(package, "PACKAGE_ID", order.tracking_number, type=TRACKING_TYPE)
+    package = sub(sub(sub(item, "LOGISTIC_DETAILS"), "PACKAGE_INFO"), "PACKAGE")
+    sub(package, "PACKAGE_ID", order.tracking_number, type=TRACKING_TYPE)
     return item
 
 
 def _delivery_id(order: DispatchedOrder) -> str:
     return f"delivery:{order.order_id}"  # as in the ORDER document's DELIVERY_IDREF
-
-
-def _ot(tag: str) -> str:
-    return f"{{{OPENTRANS_NS}}}{tag}"
-
-
-def _bm(tag: str) -> str:
-    return f"{{{BMECAT_NS}}}{tag}"
-
-
-def _sub(parent: etree._Element, tag: str, text: str | None = None,
-         **attrib: str) -> etree._Element:
-    child = etree.SubElement(parent, tag if tag.startswith("{") else _ot(tag), attrib)
-    if text is not None:
-        child.text = text
-    return child
-
-
-def _datetime(value: datetime) -> str:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -28,9 +28,13 @@ __all__ = [
     "INVALID_DOCUMENT",
     "OPENTRANS_NS",
     "SCHEMA_PATH",
+    "bm",
     "build_order",
     "build_order_xml",
+    "ot",
+    "sub",
     "validate",
+    "xml_datetime",
 ]
 
 OPENTRANS_NS = "http://www.opentrans.org/XMLSchema/2.1"
@@ -75,14 +79,14 @@ def build_order(order: OrderView, shipment: ShipmentView | None = None, *,
     """The ``<ORDER>`` element (not yet validated)."""
     now = generated_at or datetime.now(UTC)
     order_type = "express" if order.shipping_method == "express" else "standard"
-    root = etree.Element(_ot("ORDER"), nsmap=_NSMAP, version="2.1", type=order_type)
+    root = etree.Element(ot("ORDER"), nsmap=_NSMAP, version="2.1", type=order_type)
     root.append(_header(order, shipment, supplier_name, now))
-    items = _sub(root, "ORDER_ITEM_LIST")
+    items = sub(root, "ORDER_ITEM_LIST")
     for number, line in enumerate(order.lines, start=1):
         items.append(_item(number, line))
-    summary = _sub(root, "ORDER_SUMMARY")
-    _sub(summary, "TOTAL_ITEM_NUM", str(len(order.lines)))
-    _sub(summary, "TOTAL_AMOUNT", _amount(sum((_line_amount(ln) for ln in order.lines),
+    summary = sub(root, "ORDER_SUMMARY")
+    sub(summary, "TOTAL_ITEM_NUM", str(len(order.lines)))
+    sub(summary, "TOTAL_AMOUNT", _amount(sum((_line_amount(ln) for ln in order.lines),
                                               Decimal("0"))))
     return root
 
@@ -92,23 +96,23 @@ def build_order(order: OrderView, shipment: ShipmentView | None = None, *,
 
 def _header(order: OrderView, shipment: ShipmentView | None, supplier_name: str,
             now: datetime) -> etree._Element:
-    header = etree.Element(_ot("ORDER_HEADER"))
-    control = _sub(header, "CONTROL_INFO")
-    _sub(control, "GENERATOR_INFO", GENERATOR)
-    _sub(control, "GENERATION_DATE", _datetime(now))
-    info = _sub(header, "ORDER_INFO")
-    _sub(info, "ORDER_ID", order.order_id)
-    _sub(info, "ORDER_DATE", _datetime(_order_date(order, now)))
-    _parties(_sub(info, "PARTIES"), order, supplier_name)
-    refs = _sub(info, "ORDER_PARTIES_REFERENCE")
-    _sub(refs, _bm("BUYER_IDREF"), _buyer_id(order), type="supplier_specific")
-    _sub(refs, _bm("SUPPLIER_IDREF"), "shop", type="supplier_specific")
-    _sub(refs, "INVOICE_RECIPIENT_IDREF", _buyer_id(order), type="supplier_specific")
-    shipment_refs = _sub(refs, "SHIPMENT_PARTIES_REFERENCE")
-    _sub(shipment_refs, "DELIVERY_IDREF", _delivery_id(order), type="supplier_specific")
-    _sub(info, _bm("CURRENCY"), order.currency)
+    header = etree.Element(ot("ORDER_HEADER"))
+    control = sub(header, "CONTROL_INFO")
+    sub(control, "GENERATOR_INFO", GENERATOR)
+    sub(control, "GENERATION_DATE", xml_datetime(now))
+    info = sub(header, "ORDER_INFO")
+    sub(info, "ORDER_ID", order.order_id)
+    sub(info, "ORDER_DATE", xml_datetime(_order_date(order, now)))
+    _parties(sub(info, "PARTIES"), order, supplier_name)
+    refs = sub(info, "ORDER_PARTIES_REFERENCE")
+    sub(refs, bm("BUYER_IDREF"), _buyer_id(order), type="supplier_specific")
+    sub(refs, bm("SUPPLIER_IDREF"), "shop", type="supplier_specific")
+    sub(refs, "INVOICE_RECIPIENT_IDREF", _buyer_id(order), type="supplier_specific")
+    shipment_refs = sub(refs, "SHIPMENT_PARTIES_REFERENCE")
+    sub(shipment_refs, "DELIVERY_IDREF", _delivery_id(order), type="supplier_specific")
+    sub(info, bm("CURRENCY"), order.currency)
     for kind, text in _remarks(order, shipment):
-        _sub(info, "REMARKS", text, type=kind)
+        sub(info, "REMARKS", text, type=kind)
     return header
 
 
@@ -122,29 +126,29 @@ def _order_date(order: OrderView, fallback: datetime) -> datetime:
 def _parties(parties: etree._Element, order: OrderView, supplier_name: str) -> None:
     buyer = _party(parties, _buyer_id(order), ["buyer", "invoice_recipient"],
                    order.billing_address)
-    _contact(buyer.find(_ot("ADDRESS")), order.customer)
+    _contact(buyer.find(ot("ADDRESS")), order.customer)
     _party(parties, _delivery_id(order), ["delivery"], order.shipping_address)
-    supplier = _sub(parties, "PARTY")
-    _sub(supplier, _bm("PARTY_ID"), "shop", type="supplier_specific")
-    _sub(supplier, "PARTY_ROLE", "supplier")
-    _sub(_sub(supplier, "ADDRESS"), _bm("NAME"), _clip(supplier_name, 50))
+    supplier = sub(parties, "PARTY")
+    sub(supplier, bm("PARTY_ID"), "shop", type="supplier_specific")
+    sub(supplier, "PARTY_ROLE", "supplier")
+    sub(sub(supplier, "ADDRESS"), bm("NAME"), _clip(supplier_name, 50))
 
 
 def _party(parties: etree._Element, party_id: str, roles: list[str],
            addr: Address) -> etree._Element:
-    party = _sub(parties, "PARTY")
-    _sub(party, _bm("PARTY_ID"), party_id, type="supplier_specific")
+    party = sub(parties, "PARTY")
+    sub(party, bm("PARTY_ID"), party_id, type="supplier_specific")
     for role in roles:
-        _sub(party, "PARTY_ROLE", role)
-    address = _sub(party, "ADDRESS")
+        sub(party, "PARTY_ROLE", role)
+    address = sub(party, "ADDRESS")
     names = [addr.company, addr.name] if addr.company else [addr.name]
     for tag, value in zip(("NAME", "NAME2"), filter(None, names), strict=False):
-        _sub(address, _bm(tag), _clip(value, 50))
+        sub(address, bm(tag), _clip(value, 50))
     for tag, value, limit in (("STREET", addr.street, 50), ("ZIP", addr.postal_code, 20),
                               ("CITY", addr.city, 50)):
         if value:
-            _sub(address, _bm(tag), _clip(value, limit))
-    _sub(address, _bm("COUNTRY_CODED"), addr.country)
+            sub(address, bm(tag), _clip(value, limit))
+    sub(address, bm("COUNTRY_CODED"), addr.country)
     return party
 
 
@@ -153,10 +157,10 @@ def _contact(address: etree._Element | None, customer: Customer) -> None:
     if address is None:
         return
     if customer.vat_id:
-        _sub(address, _bm("VAT_ID"), customer.vat_id)
+        sub(address, bm("VAT_ID"), customer.vat_id)
     if customer.phone:
-        _sub(address, _bm("PHONE"), customer.phone)
-    _sub(address, _bm("EMAIL"), str(customer.email))
+        sub(address, bm("PHONE"), customer.phone)
+    sub(address, bm("EMAIL"), str(customer.email))
 
 
 def _remarks(order: OrderView, shipment: ShipmentView | None) -> list[tuple[str, str]]:
@@ -181,19 +185,19 @@ def _delivery_id(order: OrderView) -> str:
 
 
 def _item(number: int, line: OrderLine) -> etree._Element:
-    item = etree.Element(_ot("ORDER_ITEM"))
-    _sub(item, "LINE_ITEM_ID", str(number))
-    product = _sub(item, "PRODUCT_ID")
-    _sub(product, _bm("SUPPLIER_PID"), line.sku, type="supplier_specific")
-    _sub(product, _bm("DESCRIPTION_SHORT"), _clip(line.name, 150))
-    _sub(item, "QUANTITY", str(line.quantity))
-    _sub(item, _bm("ORDER_UNIT"), PIECE)
-    price = _sub(item, "PRODUCT_PRICE_FIX")
-    _sub(price, _bm("PRICE_AMOUNT"), _amount(line.unit_price))
-    tax = _sub(price, "TAX_DETAILS_FIX")
-    _sub(tax, _bm("TAX_TYPE"), "vat")
-    _sub(tax, _bm("TAX"), _amount(line.tax_rate / 100, places=4))
-    _sub(item, "PRICE_LINE_AMOUNT", _amount(_line_amount(line)))
+    item = etree.Element(ot("ORDER_ITEM"))
+    sub(item, "LINE_ITEM_ID", str(number))
+    product = sub(item, "PRODUCT_ID")
+    sub(product, bm("SUPPLIER_PID"), line.sku, type="supplier_specific")
+    sub(product, bm("DESCRIPTION_SHORT"), _clip(line.name, 150))
+    sub(item, "QUANTITY", str(line.quantity))
+    sub(item, bm("ORDER_UNIT"), PIECE)
+    price = sub(item, "PRODUCT_PRICE_FIX")
+    sub(price, bm("PRICE_AMOUNT"), _amount(line.unit_price))
+    tax = sub(price, "TAX_DETAILS_FIX")
+    sub(tax, bm("TAX_TYPE"), "vat")
+    sub(tax, bm("TAX"), _amount(line.tax_rate / 100, places=4))
+    sub(item, "PRICE_LINE_AMOUNT", _amount(_line_amount(line)))
     return item
 
 
@@ -204,18 +208,18 @@ def _line_amount(line: OrderLine) -> Decimal:
 # --- small helpers -------------------------------------------------------------------
 
 
-def _ot(tag: str) -> str:
+def ot(tag: str) -> str:
     return f"{{{OPENTRANS_NS}}}{tag}"
 
 
-def _bm(tag: str) -> str:
+def bm(tag: str) -> str:
     return f"{{{BMECAT_NS}}}{tag}"
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None,
+def sub(parent: etree._Element, tag: str, text: str | None = None,
          **attrib: str) -> etree._Element:
     """Append a child; ``tag`` is an openTRANS name unless already qualified (``_bm``)."""
-    child = etree.SubElement(parent, tag if tag.startswith("{") else _ot(tag), attrib)
+    child = etree.SubElement(parent, tag if tag.startswith("{") else ot(tag), attrib)
     if text is not None:
         child.text = text
     return child
@@ -225,7 +229,9 @@ def _amount(value: Decimal, places: int = 2) -> str:
     return f"{Decimal(value).quantize(Decimal(1).scaleb(-places)):f}"
 
 
-def _datetime(value: datetime) -> str:
+def xml_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``; a naive value is taken as UTC."""
+    value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
