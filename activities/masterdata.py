@@ -71,6 +71,8 @@ class ProductEntry(_Entry):
     width_mm: _Millimetres
     height_mm: _Millimetres
     price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+    hazardous: bool = False  # dangerous goods: only carriers that take them
+    age_check: bool = False  # delivery with an age check (e.g. 18+)
 
 
 class StockEntry(_Entry):

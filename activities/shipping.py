@@ -86,5 +86,7 @@ class ShippingActivities:
                            weight_g=products[line["sku"]].weight_g,
                            length_mm=products[line["sku"]].length_mm,
                            width_mm=products[line["sku"]].width_mm,
-                           height_mm=products[line["sku"]].height_mm)
+                           height_mm=products[line["sku"]].height_mm,
+                           hazardous=products[line["sku"]].hazardous,
+                           age_check=products[line["sku"]].age_check)
                 for line in lines]

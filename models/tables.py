@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, LargeBinary, Numeric, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Numeric, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -77,6 +77,8 @@ class Product(SQLModel, table=True):
     width_mm: int
     height_mm: int
     price: Decimal = Field(sa_column=_money())
+    hazardous: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    age_check: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Stock(SQLModel, table=True):
