@@ -32,7 +32,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -49,12 +48,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.partners import load_documents
+from activities.render import german_amount
 from models.activities import SendMailInput, SendMailResult
 from models.tables import Document, MailOutbox, utcnow
 from settings import Settings
 
 __all__ = ["INVALID_RECIPIENT", "MAIL_TEMPLATE_ERROR", "MailActivities", "Rendered",
-           "format_money", "header_text", "message_id_for"]
+           "header_text", "message_id_for"]
 
 MAIL_TEMPLATE_ERROR = "MailTemplateError"
 INVALID_RECIPIENT = "InvalidRecipient"
@@ -81,12 +81,6 @@ def header_text(value: object, *, limit: int = SUBJECT_MAX) -> str:
     return text[:limit].rstrip()
 
 
-def format_money(value: object) -> str:
-    """German money format: ``"1234.5"`` -> ``"1.234,50"``."""
-    amount = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"{amount:,.2f}".replace(",", "\x00").replace(".", ",").replace("\x00", ".")
-
-
 def message_id_for(order_id: str, key: str, domain: str) -> str:
     """The Message-ID of the mail ``(order_id, key)``: the same on every attempt."""
     digest = hashlib.sha1(f"{order_id}:{key}".encode()).hexdigest()
@@ -104,7 +98,7 @@ class MailActivities:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.templates.filters["money"] = format_money
+        self.templates.filters["money"] = german_amount
         self._cache: dict[str, tuple[str, jinja2.Template, jinja2.Template]] = {}
 
     @activity.defn

@@ -81,10 +81,15 @@ class TemplateFetcher(URLFetcher):
         return FetchRefused(url, reason)
 
 
+def german_amount(value: object) -> str:
+    """``"1234.5"`` -> ``1.234,50`` (German notation, rounded half up to cents)."""
+    text = f"{Decimal(str(value)).quantize(CENT, ROUND_HALF_UP):,.2f}"
+    return text.replace(",", "_").replace(".", ",").replace("_", ".")
+
+
 def format_money(value: Decimal, currency: str = "EUR") -> str:
     """``Decimal("1234.5")`` -> ``1.234,50 €`` (German notation)."""
-    text = f"{Decimal(value).quantize(CENT, ROUND_HALF_UP):,.2f}"
-    text = text.replace(",", "_").replace(".", ",").replace("_", ".")
+    text = german_amount(value)
     return f"{text} €" if currency == "EUR" else f"{text} {currency}"
 
 

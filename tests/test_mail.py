@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 
-from activities.mail import MailActivities, format_money
+from activities.mail import MailActivities
+from activities.render import german_amount
 from models.activities import SendMailInput
 from models.orders import (
     Address,
@@ -252,5 +253,5 @@ def test_every_template_renders_with_the_workflow_context(mail: MailActivities,
 
 
 def test_money_is_formatted_the_german_way() -> None:
-    assert [format_money(v) for v in ("0", "4.9", "1234.5", "1234567.891")] == [
+    assert [german_amount(v) for v in ("0", "4.9", "1234.5", "1234567.891")] == [
         "0,00", "4,90", "1.234,50", "1.234.567,89"]
