@@ -73,25 +73,27 @@ async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
-    was = await service.release_order(await _client(settings), args.order_id,
-                                      ReleaseInput(by=args.by, note=args.note or ""))
-    _print({"order_id": args.order_id, "previous_status": was, "status": "released"})
+async def _steer(args: argparse.Namespace, settings: Settings, action: Any, body: Any,
+                 outcome: str) -> int:
+    """Release, hold or cancel: the same call and the same answer, staff's three levers."""
+    was = await action(await _client(settings), args.order_id, body)
+    _print({"order_id": args.order_id, "previous_status": was, "status": outcome})
     return EXIT_OK
+
+
+async def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
+    return await _steer(args, settings, service.release_order,
+                        ReleaseInput(by=args.by, note=args.note or ""), "released")
 
 
 async def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
-    was = await service.hold_order(await _client(settings), args.order_id,
-                                   HoldInput(by=args.by, reason=args.reason or ""))
-    _print({"order_id": args.order_id, "previous_status": was, "status": "hold_requested"})
-    return EXIT_OK
+    return await _steer(args, settings, service.hold_order,
+                        HoldInput(by=args.by, reason=args.reason or ""), "hold_requested")
 
 
 async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    was = await service.cancel_order(await _client(settings), args.order_id,
-                                     CancelInput(by=args.by, reason=args.reason or ""))
-    _print({"order_id": args.order_id, "previous_status": was, "status": "cancel_requested"})
-    return EXIT_OK
+    return await _steer(args, settings, service.cancel_order,
+                        CancelInput(by=args.by, reason=args.reason or ""), "cancel_requested")
 
 
 async def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
