@@ -11,7 +11,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 from pydantic_settings import (
@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from models.workflow_io import format_duration
 
-__all__ = ["Duration", "FtpPartner", "Settings", "parse_duration"]
+__all__ = ["Duration", "Partner", "Settings", "parse_duration"]
 
 PROJECT_DIR = Path(__file__).resolve().parent
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -49,10 +49,14 @@ Duration = Annotated[
 ]
 
 
-class FtpPartner(BaseModel):
-    """The fulfillment partner that receives hand-offs over FTP."""
+class Partner(BaseModel):
+    """The fulfillment partner: hand-offs go out by ``channel``; its shipping advice comes
+    back from its FTP outbox."""
 
     code: str = "fulfillment"
+    channel: Literal["ftp", "http"] = "ftp"  # how shipments are handed off
+    url: str = ""  # http channel: the endpoint that takes the order as JSON (POST)
+    token: str | None = None  # http channel: sent as "Authorization: Bearer <token>"
     name: str = "Demo Fulfillment GmbH"
     host: str = "127.0.0.1"
     port: int = 2121
@@ -95,7 +99,7 @@ class Settings(BaseSettings):
     mail_dir: Path = PROJECT_DIR / "var" / "mail"  # embedded SMTP catcher only
 
     # Partner hand-off
-    partner: FtpPartner = Field(default_factory=FtpPartner)
+    partner: Partner = Field(default_factory=Partner)
     ftp_root: Path = PROJECT_DIR / "var" / "ftp"  # embedded FTP drop only
 
     # Shop texts and documents

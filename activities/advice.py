@@ -48,7 +48,7 @@ from models.activities import (
     ReadAdviceResult,
 )
 from models.tables import ImportedFile
-from settings import FtpPartner, Settings
+from settings import Partner, Settings
 
 __all__ = ["ADVICE_SUFFIX", "AdviceActivities"]
 
@@ -159,7 +159,7 @@ def _file_names(ftp: ftplib.FTP, directory: str) -> list[str]:
         raise
 
 
-def _is_advice(partner: FtpPartner, name: str) -> bool:
+def _is_advice(partner: Partner, name: str) -> bool:
     if (not name.lower().endswith(ADVICE_SUFFIX) or name.endswith(PART_SUFFIX)
             or name.startswith(".")):
         return False

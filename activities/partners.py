@@ -16,6 +16,7 @@ Errors: a document id without a ``Document`` row is a non-retryable
 from __future__ import annotations
 
 import ftplib
+import hashlib
 import io
 import posixpath
 from collections.abc import Iterable
@@ -26,9 +27,10 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.handoff_http import deliver_json, idempotency_key, shipment_json
 from models.activities import HandOffInput, HandOffResult
 from models.tables import Document, Upload
-from settings import FtpPartner, Settings
+from settings import Partner, Settings
 
 __all__ = ["DOCUMENT_MISSING", "PartnerActivities", "connect", "load_documents"]
 
@@ -59,9 +61,11 @@ class PartnerActivities:
 
     @activity.defn
     def hand_off(self, input: HandOffInput) -> HandOffResult:
-        """Upload the shipment's documents into the partner's inbox; return their paths."""
+        """Hand the shipment to the partner by its channel; once, whatever the retries."""
         partner = self.settings.partner
         documents = load_documents(self.engine, input.document_ids)
+        if partner.channel == "http":
+            return self._post(partner, input, documents)
         paths = {doc.document_id: remote_path(partner.inbox, doc.filename)
                  for doc in documents}
         done = self._recorded(partner.code, paths.values())
@@ -77,6 +81,22 @@ class PartnerActivities:
                                  sha256=doc.sha256)
         return HandOffResult(partner=partner.code,
                              files=[paths[doc.document_id] for doc in documents])
+
+    def _post(self, partner: Partner, input: HandOffInput,
+              documents: list[Document]) -> HandOffResult:
+        """The shipment as JSON to ``partner.url``; recorded like an upload once accepted."""
+        key = idempotency_key(input.order_id, input.shipment_id)
+        target = f"{partner.url}#{key}"
+        if target not in self._recorded(partner.code, [target]):
+            if input.order is None:
+                raise ApplicationError("the http channel needs the order in the input",
+                                       type="InvalidHandOff", non_retryable=True)
+            deliver_json(partner, shipment_json(input.order, input.shipment_id, documents),
+                         key)
+            digest = hashlib.sha256(key.encode()).hexdigest()
+            self._record(order_id=input.order_id, partner=partner.code, path=target,
+                         sha256=digest)
+        return HandOffResult(partner=partner.code, files=[target])
 
     # --- database ----------------------------------------------------------------------
 
@@ -100,7 +120,7 @@ class PartnerActivities:
 # --- FTP -------------------------------------------------------------------------------
 
 
-def connect(partner: FtpPartner) -> ftplib.FTP:
+def connect(partner: Partner) -> ftplib.FTP:
     """A logged-in connection in binary mode (SIZE answers in bytes); use it in ``with``."""
     ftp = ftplib.FTP(timeout=FTP_TIMEOUT)
     try:

@@ -35,7 +35,7 @@ from activities.masterdata import load_master_data
 from bench.noop import NOOP_TASK_QUEUE, NoopOrderWorkflow
 from bench.pdf import measure_pdf_ms
 from models.orders import OrderStatus, SearchAttr
-from settings import PROJECT_DIR, FtpPartner, Settings
+from settings import PROJECT_DIR, Partner, Settings
 from starter import service
 from starter.api import create_app
 from starter.embedded import FtpDrop, MailCatcher
@@ -84,7 +84,7 @@ class Stack:
             temporal_address=f"127.0.0.1:{free_port()}",
             database_url=f"sqlite:///{root / 'orders.db'}",
             smtp_port=free_port(), mail_dir=root / "mail", ftp_root=root / "ftp",
-            partner=FtpPartner(port=free_port()), api_keys="bench-client:client",
+            partner=Partner(port=free_port()), api_keys="bench-client:client",
             task_queue="bench-orders", review_request_after="1s",
             payment_reminder_after="1h", cancel_unpaid_after="2h",
             ship_confirmation_timeout="1h",

@@ -138,6 +138,7 @@ class HandOffInput(BaseModel):
     order_id: str
     shipment_id: str
     document_ids: list[str]
+    order: OrderView | None = None  # for partners that take the order as JSON
 
 
 class HandOffResult(BaseModel):

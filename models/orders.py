@@ -64,7 +64,8 @@ class HoldReason(StrEnum):
     CUSTOMER_COMMENT = "customer_comment"
     OUT_OF_STOCK = "out_of_stock"
     STAFF = "staff"
-    NO_CARRIER = "no_carrier"  # issue 3: no carrier fits the parcel (models.carriers)
+    NO_CARRIER = "no_carrier"  # no carrier fits the parcel (models.carriers)
+    HANDOFF_REJECTED = "handoff_rejected"  # the partner refused the shipment (HTTP 4xx)
 
 
 class SearchAttr:

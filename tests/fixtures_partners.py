@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from models.tables import Document
-from settings import FtpPartner, Settings
+from settings import Partner, Settings
 from starter.embedded import FtpDrop, MailCatcher
 from tests.conftest import free_port
 
@@ -52,7 +52,7 @@ def partner_settings(mail_catcher: MailCatcher, ftp_drop: FtpDrop, sqlite_url: s
         smtp_password=None,
         smtp_starttls=False,
         mail_dir=mail_catcher.directory,
-        partner=FtpPartner(host=LOOPBACK, port=ftp_drop.port, user=ftp_drop.user,
+        partner=Partner(host=LOOPBACK, port=ftp_drop.port, user=ftp_drop.user,
                            password=ftp_drop.password),
         ftp_root=ftp_drop.root,
         database_url=sqlite_url,

@@ -37,7 +37,7 @@ from models.activities import (
     ReadAdviceResult,
 )
 from models.tables import ImportedFile
-from settings import FtpPartner, Settings
+from settings import Partner, Settings
 from starter.embedded import FtpDrop
 from tests.conftest import free_port
 
@@ -376,7 +376,7 @@ def test_a_file_growing_past_the_limit_is_read_again(
 
 def test_ftp_down_is_retryable_and_a_bad_name_is_not(partner_settings: Settings,
                                                      sqlite_engine: Engine) -> None:
-    down = partner_settings.model_copy(update={"partner": FtpPartner(
+    down = partner_settings.model_copy(update={"partner": Partner(
         host="127.0.0.1", port=free_port(), user="partner", password="x")})
     with pytest.raises(OSError) as failure:
         AdviceActivities(sqlite_engine, down).read_advice_file(ReadAdviceInput(name="DN-1.xml"))

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.partners import PartnerActivities
 from models.activities import HandOffInput
 from models.tables import Document, Upload
-from settings import FtpPartner, Settings
+from settings import Partner, Settings
 from starter.embedded import FtpDrop
 from tests.conftest import free_port
 from tests.fixtures_partners import make_document
@@ -121,7 +121,7 @@ def test_nested_inbox_is_created(sqlite_engine: Engine, partner_settings: Settin
 def test_ftp_down_raises_a_retryable_error(sqlite_engine: Engine,
                                                  partner_settings: Settings) -> None:
     order_id, docs = documents(sqlite_engine)
-    down = partner_settings.model_copy(update={"partner": FtpPartner(
+    down = partner_settings.model_copy(update={"partner": Partner(
         host="127.0.0.1", port=free_port(), user="partner", password="x")})
 
     with pytest.raises(OSError) as failure:

@@ -13,13 +13,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # pydantic validates EmailStr with these lazily; load them outside the sandbox up front
     import email_validator  # noqa: F401
     import idna  # noqa: F401
 
+    from activities.handoff_http import PARTNER_REJECTED
     from models.activities import ReserveStockInput, StockLine
     from models.orders import (
         CLOSED_STATUSES,
@@ -82,7 +83,7 @@ class OrderWorkflow(OrderSteps):
             await self.allocate()
             await self._choose_carrier()
             await self._checkpoint()
-            await self.hand_off()
+            await self._hand_off()
             await self._await_shipment()
             await self.notify_shipped(self._confirmation_or_fail())
             await self._checkpoint()
@@ -123,6 +124,19 @@ class OrderWorkflow(OrderSteps):
             await self._hold_until_released(
                 [HoldView(reason=HoldReason.NO_CARRIER, detail=choice.explanation)],
                 kind="no-carrier")
+
+    async def _hand_off(self) -> None:
+        while True:
+            try:
+                await self.hand_off()
+                return
+            except ActivityError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == PARTNER_REJECTED):
+                    raise
+                await self._hold_until_released(
+                    [HoldView(reason=HoldReason.HANDOFF_REJECTED, detail=cause.message)],
+                    kind="handoff")
 
     async def _await_payment(self) -> None:
         method = self.order.payment.method

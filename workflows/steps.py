@@ -217,11 +217,12 @@ class OrderSteps:
                                     "render the delivery note (PDF)")
         xml = await self._activity(DocumentActivities.create_order_xml, doc_input,
                                    "build the openTRANS ORDER XML")
-        self.view.documents += [note, xml]
+        known = {d.document_id for d in self.view.documents}
+        self.view.documents += [d for d in (note, xml) if d.document_id not in known]
         result = await self._activity(
             PartnerActivities.hand_off,
             HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
-                         document_ids=[xml.document_id, note.document_id]),
+                         document_ids=[xml.document_id, note.document_id], order=self.view),
             "upload the order XML and delivery note to the partner")
         shipment.status = "handed_off"
         shipment.files = result.files

@@ -1,0 +1,165 @@
+"""Hand-off over HTTP to a real loopback partner server: retries while it is down, one
+delivery in the end (idempotency key), a refusal puts the order on hold for a human."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.partners import PartnerActivities
+from models.activities import HandOffInput
+from models.orders import OrderStatus, ReleaseInput
+from settings import Partner, Settings
+from tests.fixtures_partners import make_document
+from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from workflows.order import OrderWorkflow
+
+
+@dataclass
+class FakePartner:
+    """An HTTP partner API: answers 503 ``down_for`` times, 422 while ``refusing``, else
+    201 and keeps one delivery per idempotency key."""
+
+    down_for: int = 0
+    refusing: bool = False
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/shipments"
+
+
+@pytest.fixture
+def fake_partner() -> Iterator[FakePartner]:
+    partner = FakePartner()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            key = self.headers.get("Idempotency-Key", "")
+            partner.requests.append({"key": key, "auth": self.headers.get("Authorization"),
+                                     "body": body})
+            if partner.down_for > 0:
+                partner.down_for -= 1
+                return self._answer(503, {"error": "maintenance"})
+            if partner.refusing:
+                return self._answer(422, {"error": "unknown warehouse"})
+            partner.deliveries.setdefault(key, body)
+            return self._answer(201, {"received": key})
+
+        def _answer(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    partner.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield partner
+    server.shutdown()
+    server.server_close()
+
+
+def http_settings(settings: Settings, partner: FakePartner, token: str | None = None,
+                  ) -> Settings:
+    return settings.model_copy(update={"partner": Partner(
+        channel="http", url=partner.url, token=token)})
+
+
+def test_activity_retries_until_accepted_and_delivers_once(
+        partner_settings: Settings, sqlite_engine: Any, fake_partner: FakePartner,
+        tmp_path: Path) -> None:
+    from tests.test_documents import make_order as order_view  # an OrderView factory
+
+    view = order_view()
+    doc = make_document(sqlite_engine, view.order_id, kind="delivery_note",
+                        filename=f"{view.order_id}-1-lieferschein.pdf",
+                        media_type="application/pdf", content=b"%PDF-1.4 demo")
+    activities = PartnerActivities(sqlite_engine,
+                                   http_settings(partner_settings, fake_partner, "s3cret"))
+    hand_off = HandOffInput(order_id=view.order_id, shipment_id=f"{view.order_id}-1",
+                            document_ids=[doc.document_id], order=view)
+    fake_partner.down_for = 2
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="503"):
+            activities.hand_off(hand_off)
+    result = activities.hand_off(hand_off)
+    again = activities.hand_off(hand_off)  # a retry after success sends nothing
+    assert result == again
+    assert len(fake_partner.requests) == 3
+    assert {r["key"] for r in fake_partner.requests} == {f"{view.order_id}/{view.order_id}-1"}
+    assert {r["auth"] for r in fake_partner.requests} == {"Bearer s3cret"}
+    (delivery,) = fake_partner.deliveries.values()
+    assert [line["sku"] for line in delivery["lines"]] == [line.sku for line in view.lines]
+    assert "unit_price" not in json.dumps(delivery)  # the partner sees no prices
+    assert base64.b64decode(delivery["documents"][0]["content_base64"]) == b"%PDF-1.4 demo"
+
+
+def test_refusal_is_not_retried(partner_settings: Settings, sqlite_engine: Any,
+                                fake_partner: FakePartner) -> None:
+    from tests.test_documents import make_order as order_view
+
+    view = order_view()
+    fake_partner.refusing = True
+    activities = PartnerActivities(sqlite_engine, http_settings(partner_settings, fake_partner))
+    with pytest.raises(ApplicationError) as caught:
+        activities.hand_off(HandOffInput(order_id=view.order_id, shipment_id="s-1",
+                                         document_ids=[], order=view))
+    assert caught.value.type == "PartnerRejected" and caught.value.non_retryable
+    assert "422" in str(caught.value)
+
+
+@pytest.fixture
+async def stack(client: Client, task_queue: str, partner_settings: Settings,
+                fake_partner: FakePartner, tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = http_settings(partner_settings, fake_partner).model_copy(
+        update={**FAST, "task_queue": task_queue})
+    async with running_stack(client, settings, task_queue) as s:
+        seed(s.engine, tmp_path)
+        yield s
+
+
+async def test_partner_down_for_a_while_then_delivered_once(stack: Stack,
+                                                            fake_partner: FakePartner) -> None:
+    fake_partner.down_for = 2
+    order = make_order()
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    assert len(fake_partner.requests) == 3 and len(fake_partner.deliveries) == 1
+    assert view.shipments[0].files == [f"{fake_partner.url}#{order.order_id}/"
+                                       f"{order.order_id}-1"]
+
+
+async def test_refused_hand_off_waits_for_staff(stack: Stack, fake_partner: FakePartner) -> None:
+    fake_partner.refusing = True
+    order = make_order()
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.ON_HOLD)
+    assert view.hold_reasons[0].reason.value == "handoff_rejected"
+    assert "422" in view.hold_reasons[0].detail
+    assert any(t.kind == "handoff" and t.status == "open" for t in view.tickets)
+    fake_partner.refusing = False  # the partner fixed its side
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        OrderWorkflow.release, ReleaseInput(by="maria", note="Lager beim Partner angelegt"))
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    assert len(fake_partner.deliveries) == 1
+    assert len([d for d in view.documents if d.kind == "delivery_note"]) == 1
