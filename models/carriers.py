@@ -390,10 +390,9 @@ class ShippingConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_codes(self) -> ShippingConfig:
-        for kind, codes in (("carriers", [c.code for c in self.carriers]),
-                            ("boxes", [b.code for b in self.boxes])):
-            duplicates = sorted({code for code in codes if codes.count(code) > 1})
-            if duplicates:
+        for kind, items in (("carriers", self.carriers), ("boxes", self.boxes)):
+            codes = [item.code for item in items]
+            if duplicates := sorted({code for code in codes if codes.count(code) > 1}):
                 raise ValueError(f"{kind}: duplicate code {', '.join(duplicates)}")
         return self
 
