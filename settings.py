@@ -54,9 +54,10 @@ class Partner(BaseModel):
     back from its FTP outbox."""
 
     code: str = "fulfillment"
-    channel: Literal["ftp", "http"] = "ftp"  # how shipments are handed off
+    channel: Literal["ftp", "http", "email"] = "ftp"  # how shipments are handed off
     url: str = ""  # http channel: the endpoint that takes the order as JSON (POST)
     token: str | None = None  # http channel: sent as "Authorization: Bearer <token>"
+    email: str = ""  # email channel: the partner's order desk (gets PDF + XML attached)
     name: str = "Demo Fulfillment GmbH"
     host: str = "127.0.0.1"
     port: int = 2121

@@ -46,6 +46,10 @@ class OrderPolicy(BaseModel):
     review_request_after: timedelta = timedelta(days=7)
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     activity_timeout: timedelta = timedelta(seconds=60)
+    # The e-mail channel is a mail like the customer's (outbox, templates), so the workflow
+    # sends it itself; ftp and http go through the partner activity.
+    handoff_channel: str = "ftp"
+    partner_email: str = ""
 
 
 class OrderWorkflowInput(BaseModel):

@@ -89,6 +89,8 @@ def policy_from(settings: Settings) -> OrderPolicy:
         review_request_after=settings.review_request_after,
         tracking_url=settings.tracking_url,
         activity_timeout=settings.activity_timeout,
+        handoff_channel=settings.partner.channel,
+        partner_email=settings.partner.email,
     )
 
 

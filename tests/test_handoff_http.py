@@ -163,3 +163,26 @@ async def test_refused_hand_off_waits_for_staff(stack: Stack, fake_partner: Fake
     view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
     assert len(fake_partner.deliveries) == 1
     assert len([d for d in view.documents if d.kind == "delivery_note"]) == 1
+
+
+async def test_email_channel_mails_the_partner_once(
+        client: Client, task_queue: str, partner_settings: Settings, mail_catcher: Any,
+        tmp_path: Path) -> None:
+    settings = partner_settings.model_copy(update={
+        **FAST, "task_queue": task_queue,
+        "partner": Partner(channel="email", email="auftraege@fulfillment.example")})
+    async with running_stack(client, settings, task_queue) as stack:
+        seed(stack.engine, tmp_path)
+        order = make_order(comment=None)
+        await stack.submit(order)
+        view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+        partner_mails = [m for m in mail_catcher.messages()
+                         if "auftraege@fulfillment.example" in str(m["To"])]
+        assert len(partner_mails) == 1
+        mail = partner_mails[0]
+        assert str(mail["Subject"]).startswith(f"Versandauftrag {order.order_id}-1")
+        body = mail.get_body(preferencelist=("plain",)).get_content()
+        assert "TENT-2P" in body and "Lindenweg 4" in body and "Anna Berg" not in str(mail["To"])
+        kinds = sorted(a.get_content_type() for a in mail.iter_attachments())
+        assert kinds == ["application/pdf", "application/xml"]
+        assert view.shipments[0].files[0].startswith("mailto:auftraege@fulfillment.example")

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInput,
         SearchAttr,
         ShipmentConfirmation,
+        ShipmentView,
         TicketView,
         TimelineEvent,
         Totals,
@@ -219,15 +220,35 @@ class OrderSteps:
                                    "build the openTRANS ORDER XML")
         known = {d.document_id for d in self.view.documents}
         self.view.documents += [d for d in (note, xml) if d.document_id not in known]
-        result = await self._activity(
-            PartnerActivities.hand_off,
-            HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
-                         document_ids=[xml.document_id, note.document_id], order=self.view),
-            "upload the order XML and delivery note to the partner")
+        if self.policy.handoff_channel == "email":
+            partner, files = await self._mail_partner(shipment, [note.document_id,
+                                                                 xml.document_id])
+        else:
+            result = await self._activity(
+                PartnerActivities.hand_off,
+                HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
+                             document_ids=[xml.document_id, note.document_id],
+                             order=self.view),
+                "upload the order XML and delivery note to the partner")
+            partner, files = result.partner, result.files
         shipment.status = "handed_off"
-        shipment.files = result.files
+        shipment.files = files
         self.set_status(OrderStatus.HANDED_OFF)
-        self.event("handed_off", f"handed off to {result.partner}: {', '.join(result.files)}")
+        self.event("handed_off", f"handed off to {partner}: {', '.join(files)}")
+
+    async def _mail_partner(self, shipment: ShipmentView,
+                            document_ids: list[str]) -> tuple[str, list[str]]:
+        """The e-mail channel: the shipment order to the partner's address, once."""
+        to = self.policy.partner_email
+        context = {"handoff": self.view.model_dump(mode="json"),
+                   "shipment": shipment.model_dump(mode="json")}
+        result = await self._activity(
+            MailActivities.send_mail,
+            SendMailInput(order_id=self.order_id, key=f"handoff-{shipment.shipment_id}",
+                          to=to, template="partner_handoff", context=context,
+                          attachments=document_ids),
+            "mail the delivery note and order XML to the partner")
+        return to, [f"mailto:{to} ({result.message_id})"]
 
     async def escalate(self, shipment_id: str) -> None:
         ticket = await self._activity(
