@@ -45,6 +45,8 @@ def shipment_json(order: OrderView, shipment_id: str,
         "lines": [{"sku": line.sku, "name": line.name, "quantity": line.quantity}
                   for line in order.lines],
         "comment": order.comment,
+        "packer_note": order.packer_note,
+        "gift_message": order.gift_message,
         "documents": [{"filename": doc.filename, "media_type": doc.media_type,
                        "sha256": doc.sha256,
                        "content_base64": base64.b64encode(doc.content).decode("ascii")}

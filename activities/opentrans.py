@@ -170,6 +170,10 @@ def _remarks(order: OrderView, shipment: ShipmentView | None) -> list[tuple[str,
                                         f"Lager {shipment.warehouse}"))
     if order.comment:
         remarks.append(("general", order.comment))
+    if order.packer_note:
+        remarks.append(("packernote", order.packer_note))
+    if order.gift_message:
+        remarks.append(("giftmessage", order.gift_message))
     return remarks
 
 

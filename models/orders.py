@@ -173,6 +173,9 @@ class PaymentInfo(_Strict):
     reference: Text | None = None
 
 
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
 class OrderIn(_Strict):
     """The order payload of ``POST /orders`` (see CONTRACT.md)."""
 
@@ -187,6 +190,9 @@ class OrderIn(_Strict):
     shipping: ShippingInfo = Field(default_factory=ShippingInfo)
     payment: PaymentInfo
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    # Extensions of the contract's payload: printed on the delivery note, passed to the partner.
+    gift_message: Note | None = None
+    packer_note: Note | None = None
     total: Money | None = None
 
     @property
@@ -304,6 +310,8 @@ class OrderView(BaseModel):
     lines: list[OrderLine]
     totals: Totals
     comment: str | None = None
+    gift_message: str | None = None
+    packer_note: str | None = None
     hold_reasons: list[HoldView] = Field(default_factory=list)
     escalated: bool = False
     waiting_for: str = ""

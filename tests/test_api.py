@@ -83,7 +83,8 @@ async def test_invalid_payload_is_422_naming_the_field(api: httpx.AsyncClient, p
 
 
 async def test_submit_show_list_and_duplicate(api: httpx.AsyncClient, stack: Stack) -> None:
-    payload = order_payload(method="prepaid")
+    payload = {**order_payload(method="prepaid"), "gift_message": "Viel Spaß beim Zelten!",
+               "packer_note": "Bitte ohne Rechnung im Paket"}
     first = await api.post("/orders", json=payload, headers=CLIENT)
     assert first.status_code == 201
     order_id = first.json()["order_id"]
@@ -96,6 +97,8 @@ async def test_submit_show_list_and_duplicate(api: httpx.AsyncClient, stack: Sta
     shown = (await api.get(f"/orders/{order_id}", headers=CLIENT)).json()
     assert shown == (await stack.view(order_id)).model_dump(mode="json")
     assert shown["totals"]["total"] == "233.90"
+    assert (shown["gift_message"], shown["packer_note"]) == ("Viel Spaß beim Zelten!",
+                                                             "Bitte ohne Rechnung im Paket")
     assert (await api.get("/orders/webshop-nope", headers=CLIENT)).status_code == 404
 
     for _ in range(50):  # visibility is eventually consistent

@@ -86,6 +86,22 @@ def make_order(*, customer_type: str = "b2c", name: str = "Anna Berg",
     )
 
 
+def test_delivery_note_and_xml_carry_packer_note_and_gift_message(
+        documents: DocumentActivities, engine: Engine) -> None:
+    order = make_order().model_copy(update={
+        "packer_note": "Zerbrechlich: Kartusche separat polstern",
+        "gift_message": "Alles Gute zum Geburtstag, Ben!"})
+    shipment = shipment_of(order)
+    note = documents.create_delivery_note(DocumentInput(order=order, shipment=shipment))
+    text = pdf_text(stored(engine, note.document_id).content)
+    assert "Zerbrechlich: Kartusche separat polstern" in text
+    assert "Alles Gute zum Geburtstag, Ben!" in text
+    xml = documents.create_order_xml(DocumentInput(order=order, shipment=shipment))
+    content = stored(engine, xml.document_id).content.decode()
+    assert '<REMARKS type="giftmessage">Alles Gute zum Geburtstag, Ben!</REMARKS>' in content
+    assert '<REMARKS type="packernote">' in content
+
+
 def shipment_of(order: OrderView) -> ShipmentView:
     return ShipmentView(shipment_id=f"{order.order_id}-1", warehouse="MAIN")
 

@@ -84,7 +84,8 @@ class OrderSteps:
             placed_at=order.placed_at, shipping_method=order.shipping.method,
             customer=order.customer, billing_address=order.billing_address,
             shipping_address=order.delivery_address, lines=order.lines, totals=totals,
-            comment=order.comment,
+            comment=order.comment, gift_message=order.gift_message,
+            packer_note=order.packer_note,
         )
 
     # --- state helpers -----------------------------------------------------------------
