@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.advice_csv import parse_csv_advice
 from activities.dispatch import MAX_ADVICE_BYTES, AdviceError, parse_dispatch_notification
 from activities.partners import (
     PART_SUFFIX,
@@ -50,9 +51,9 @@ from models.activities import (
 from models.tables import ImportedFile
 from settings import Partner, Settings
 
-__all__ = ["ADVICE_SUFFIX", "AdviceActivities"]
+__all__ = ["ADVICE_SUFFIXES", "AdviceActivities"]
 
-ADVICE_SUFFIX = ".xml"
+ADVICE_SUFFIXES = (".xml", ".csv")  # openTRANS DISPATCHNOTIFICATION, the CSV variant
 _NAME_LIMIT = 255  # imported_file.name
 
 
@@ -67,7 +68,7 @@ class AdviceActivities:
 
     @activity.defn
     def list_advice_files(self) -> list[str]:
-        """Names of the ``*.xml`` files in the partner's outbox, oldest first (by name).
+        """Names of the ``*.xml`` and ``*.csv`` files in the partner's outbox, by name.
         Creates the outbox if it is missing; ``.part`` and hidden files are left alone."""
         partner = self.settings.partner
         with connect(partner) as ftp:
@@ -92,7 +93,9 @@ class AdviceActivities:
             return ReadAdviceResult(file=file, already_done=False, error=(
                 f"file is {file.size} bytes, over the limit of {MAX_ADVICE_BYTES}"))
         try:
-            confirmations = parse_dispatch_notification(data)
+            parse = (parse_csv_advice if input.name.lower().endswith(".csv")
+                     else parse_dispatch_notification)
+            confirmations = parse(data)
         except AdviceError as exc:
             return ReadAdviceResult(file=file, already_done=False, error=exc.reason)
         return ReadAdviceResult(file=file, already_done=False, confirmations=confirmations)
@@ -160,7 +163,7 @@ def _file_names(ftp: ftplib.FTP, directory: str) -> list[str]:
 
 
 def _is_advice(partner: Partner, name: str) -> bool:
-    if (not name.lower().endswith(ADVICE_SUFFIX) or name.endswith(PART_SUFFIX)
+    if (not name.lower().endswith(ADVICE_SUFFIXES) or name.endswith(PART_SUFFIX)
             or name.startswith(".")):
         return False
     try:

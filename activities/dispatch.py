@@ -54,6 +54,7 @@ __all__ = [
     "DispatchedOrder",
     "build_combined_dispatch_notification",
     "build_dispatch_notification",
+    "confirmation",
     "parse_dispatch_notification",
 ]
 
@@ -121,7 +122,7 @@ def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
                               "(LOGISTIC_DETAILS/PACKAGE_INFO/PACKAGE/PACKAGE_ID)")
         shipment_id = (_text(item, "ot:DELIVERY_REFERENCE/ot:DELIVERYNOTE_ID")
                        or default_shipment)
-        found[order_id] = _confirmation(order_id, shipment_id, carrier, tracking, shipped_at)
+        found[order_id] = confirmation(order_id, shipment_id, carrier, tracking, shipped_at)
     return list(found.values())
 
 
@@ -151,8 +152,8 @@ def _load(data: bytes) -> etree._Element:
     return note
 
 
-def _confirmation(order_id: str, shipment_id: str | None, carrier: str, tracking: str,
-                  shipped_at: datetime | None) -> AdviceConfirmation:
+def confirmation(order_id: str, shipment_id: str | None, carrier: str, tracking: str,
+                 shipped_at: datetime | None, *, where: str = "") -> AdviceConfirmation:
     """Checked against the rules of the order's ``shipment_confirmed`` signal, so a file the
     order would refuse is rejected here, with a reason, instead."""
     try:
@@ -161,8 +162,9 @@ def _confirmation(order_id: str, shipment_id: str | None, carrier: str, tracking
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                              for e in exc.errors())
-        raise AdviceError(f"order {order_id}: {problems} (carrier {carrier!r}, tracking "
-                          f"number {tracking!r})") from None
+        prefix = f"{where}: " if where else ""
+        raise AdviceError(f"{prefix}order {order_id}: {problems} (carrier {carrier!r}, "
+                          f"tracking number {tracking!r})") from None
     return AdviceConfirmation(order_id=order_id, shipment_id=checked.shipment_id,
                               carrier=checked.carrier,
                               tracking_number=checked.tracking_number,

@@ -124,3 +124,24 @@ async def test_schedule_runs_the_import(stack: Stack, ftp_drop: Any) -> None:
         assert await stack.result(order.order_id, timeout=60) == "completed"
     finally:
         await handle.delete()
+
+
+async def test_csv_advice_confirms_orders(stack: Stack, ftp_drop: Any) -> None:
+    order = make_order()
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    drop(ftp_drop, "versand-2026-11-25.csv", (
+        "\ufefforder_id;shipment_id;carrier;tracking_number;shipped_at\n"
+        f"{order.order_id};{order.order_id}-1;DPD;01234567890123;2026-11-25T12:00:00+01:00\n"
+    ).encode())
+    drop(ftp_drop, "kaputt.csv", b"order_id;carrier\nwebshop-x;DHL\n")
+    summary = await run_import(stack)
+    assert (summary["confirmed"], summary["rejected"]) == (1, 1)
+    assert await stack.result(order.order_id) == "completed"
+    view = await stack.view(order.order_id)
+    assert (view.shipments[0].carrier, view.shipments[0].tracking_number) == \
+        ("DPD", "01234567890123")
+    root = Path(ftp_drop.root)
+    assert [p.name for p in (root / "error").iterdir()] == ["kaputt.csv"]
+    titles = [t["title"] for t in list_tickets(stack.engine, status="open")]
+    assert any("kaputt.csv rejected" in t and "tracking_number" in t for t in titles)
