@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 
-from activities.dispatch import AdviceError, confirmation
+from activities.dispatch import AdviceError, confirmation, parse_datetime
 from models.activities import AdviceConfirmation
 
 __all__ = ["CSV_COLUMNS", "parse_csv_advice"]
@@ -46,7 +45,7 @@ def parse_csv_advice(data: bytes) -> list[AdviceConfirmation]:
             raise AdviceError(f"line {line}: no order_id")
         if order_id in found:
             continue
-        shipped = _datetime(values.get("shipped_at", ""), line)
+        shipped = parse_datetime(values.get("shipped_at"), what=f"line {line}: shipped_at")
         found[order_id] = confirmation(order_id, values.get("shipment_id") or None,
                                        values.get("carrier", ""),
                                        values.get("tracking_number", ""), shipped,
@@ -54,13 +53,3 @@ def parse_csv_advice(data: bytes) -> list[AdviceConfirmation]:
     if not found:
         raise AdviceError("no rows after the header")
     return list(found.values())
-
-
-def _datetime(text: str, line: int) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise AdviceError(f"line {line}: shipped_at {text!r} is not an ISO 8601 time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -55,6 +55,7 @@ __all__ = [
     "build_combined_dispatch_notification",
     "build_dispatch_notification",
     "confirmation",
+    "parse_datetime",
     "parse_dispatch_notification",
 ]
 
@@ -97,7 +98,7 @@ def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
     note = _load(data)
     header = note.find("ot:DISPATCHNOTIFICATION_HEADER/ot:DISPATCHNOTIFICATION_INFO", _NS)
     assert header is not None  # required by the schema
-    shipped_at = _parse_datetime(_text(header, "ot:DISPATCHNOTIFICATION_DATE"))
+    shipped_at = parse_datetime(_text(header, "ot:DISPATCHNOTIFICATION_DATE"))
     default_shipment = _text(header, "ot:SHIPMENT_ID")
     default_tracking = _tracking(header.find("ot:LOGISTIC_DETAILS_INFO", _NS))
     default_carrier = (_text(header, "ot:SHIPMENT_PARTIES_REFERENCE/ot:DELIVERER_IDREF")
@@ -192,8 +193,10 @@ def _only_deliverer(header: etree._Element) -> str | None:
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2})?$")
 
 
-def _parse_datetime(text: str | None) -> datetime | None:
-    """``dtDATETIME`` (ISO 8601, from a year down to fractions of a second) as aware UTC."""
+def parse_datetime(text: str | None, *, what: str = "DISPATCHNOTIFICATION_DATE",
+                   ) -> datetime | None:
+    """``dtDATETIME`` (ISO 8601, from a year down to fractions of a second) as aware UTC;
+    ``what`` names the value in the error."""
     if not text:
         return None
     if _PARTIAL_DATE.match(text):  # "2026" or "2026-11": the first day
@@ -201,7 +204,7 @@ def _parse_datetime(text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise AdviceError(f"DISPATCHNOTIFICATION_DATE {text!r} is not a date") from None
+        raise AdviceError(f"{what} {text!r} is not an ISO 8601 date or time") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 

@@ -121,7 +121,7 @@ async def submit_order(client: Client, order: OrderIn, *, settings: Settings,
                            f"{totals.total} {order.currency})",
         )
     except WorkflowAlreadyStartedError:
-        return await _current_status(client, order.order_id), False
+        return (await order_status(client, order.order_id)).value, False
     return OrderStatus.RECEIVED.value, True
 
 
@@ -222,10 +222,6 @@ async def order_status(client: Client, order_id: str) -> OrderStatus:
     desc = await _describe(client, order_id)
     value = desc.typed_search_attributes.get(_KEYWORD(SearchAttr.ORDER_STATUS))
     return OrderStatus(value or OrderStatus.RECEIVED.value)
-
-
-async def _current_status(client: Client, order_id: str) -> str:
-    return (await order_status(client, order_id)).value
 
 
 async def _signal_running(client: Client, order_id: str, action: str, signal: Any,
