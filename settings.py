@@ -66,6 +66,7 @@ class Partner(BaseModel):
     inbox: str = "/inbox"
     warehouse: str = "MAIN"
     outbox: str = "/outbox"  # where the partner leaves its shipping advice
+    stock_dir: str = "/stock"  # where the partner leaves its stock lists (XML)
     archive: str = "/archive"  # imported advice files are moved here
     error_dir: str = "/error"  # unreadable or hostile advice files are moved here
 
@@ -112,7 +113,7 @@ class Settings(BaseSettings):
     review_url: str = "https://shop.example.com/bewertung/{order_id}"
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
-    shipping_config: Path = PROJECT_DIR / "demo" / "carriers.toml"  # carriers, boxes
+    shipping_config: Path = PROJECT_DIR / "demo" / "network.toml"  # allocation, carriers
     invoice_number_format: str = "RE-{year}-{number:06d}"
 
     # Policy durations
@@ -123,6 +124,14 @@ class Settings(BaseSettings):
     # How long one activity attempt may take before Temporal retries it elsewhere (also how
     # long the steps of a crashed worker wait before they are picked up again).
     activity_timeout: Duration = timedelta(seconds=60)
+    # A backordered line is expected this long after the order, unless the stock feed says
+    # when the SKU comes in (the date goes into the customer's backorder mail).
+    backorder_lead_time: Duration = timedelta(days=7)
+    # How often the Schedule imports the partner's stock lists; rows per transaction; the
+    # largest stock list accepted (over it: rejected with a ticket, nothing applied).
+    stock_sync_interval: Duration = timedelta(hours=4)
+    stock_sync_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    stock_file_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # How often the Schedule imports the partner's shipping advice from its FTP outbox.
     shipping_advice_interval: Duration = timedelta(minutes=5)
 

@@ -21,10 +21,11 @@ from activities.documents import DocumentActivities
 from activities.mail import MailActivities
 from activities.partners import PartnerActivities
 from activities.shipping import ShippingActivities, load_shipping_config
+from activities.stock import StockActivities
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
-from workflows.jobs import ShippingAdviceImportWorkflow
+from workflows.jobs import ShippingAdviceImportWorkflow, StockSyncWorkflow, WakeBackordersWorkflow
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger("orders.worker")
@@ -39,24 +40,29 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
                  max_threads: int = 16) -> Worker:
     """A worker with every workflow and activity registered; the caller runs it."""
     engine = make_engine(settings.database_url)
-    store = StoreActivities(engine)
+    network = load_shipping_config(settings.shipping_config)
+    store = StoreActivities(engine, network.allocation, settings.backorder_lead_time)
     tickets = TicketActivities(engine)
     documents = DocumentActivities(engine, settings)
     mail = MailActivities(engine, settings)
     partners = PartnerActivities(engine, settings)
-    shipping = ShippingActivities(engine, load_shipping_config(settings.shipping_config))
+    shipping = ShippingActivities(engine, network)
     advice = AdviceActivities(engine, settings)
+    stock = StockActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[OrderWorkflow, ShippingAdviceImportWorkflow],
+        workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
+                   WakeBackordersWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
-            store.allocate_shipment, tickets.open_ticket, tickets.resolve_ticket,
+            store.allocate_shipments, store.reservation_state, store.fill_backorders,
+            tickets.open_ticket, tickets.resolve_ticket,
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
             mail.send_mail, partners.hand_off, shipping.choose_carrier,
             advice.list_advice_files, advice.read_advice_file, advice.finish_advice_file,
+            stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

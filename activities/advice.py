@@ -51,7 +51,8 @@ from models.activities import (
 from models.tables import ImportedFile
 from settings import Partner, Settings
 
-__all__ = ["ADVICE_SUFFIXES", "AdviceActivities"]
+__all__ = ["ADVICE_SUFFIXES", "AdviceActivities", "ensure_folder", "fetch_file", "file_names",
+           "free_name", "move_file"]
 
 ADVICE_SUFFIXES = (".xml", ".csv")  # openTRANS DISPATCHNOTIFICATION, the CSV variant
 _NAME_LIMIT = 255  # imported_file.name
@@ -72,8 +73,8 @@ class AdviceActivities:
         Creates the outbox if it is missing; ``.part`` and hidden files are left alone."""
         partner = self.settings.partner
         with connect(partner) as ftp:
-            _ensure_directory(ftp, partner.outbox)
-            names = _file_names(ftp, partner.outbox)
+            ensure_folder(ftp, partner.outbox)
+            names = file_names(ftp, partner.outbox)
         return sorted(name for name in names if _is_advice(partner, name))
 
     @activity.defn
@@ -83,7 +84,7 @@ class AdviceActivities:
         partner = self.settings.partner
         path = remote_path(partner.outbox, input.name)
         with connect(partner) as ftp:
-            fetched = _fetch(ftp, path, input.name)
+            fetched = fetch_file(ftp, path, input.name)
         if fetched is None:
             return _gone(input.name)
         file, data = fetched
@@ -114,8 +115,8 @@ class AdviceActivities:
             # Gone: an earlier attempt (or another run) moved it. Another size: the partner
             # replaced it since we read it; the new content waits for the next run.
             if remote_size(ftp, source) == file.size:
-                _ensure_directory(ftp, folder)
-                _move(ftp, source, _free_name(ftp, folder, file))
+                ensure_folder(ftp, folder)
+                move_file(ftp, source, free_name(ftp, folder, file))
         self._record(partner.code, file, input.outcome, input.detail)
 
     # --- database ----------------------------------------------------------------------
@@ -139,14 +140,14 @@ class AdviceActivities:
 # --- FTP -------------------------------------------------------------------------------
 
 
-def _ensure_directory(ftp: ftplib.FTP, path: str) -> None:
+def ensure_folder(ftp: ftplib.FTP, path: str) -> None:
     """``ensure_directory``, then back to the login directory (relative paths stay valid)."""
     home = ftp.pwd()
     ensure_directory(ftp, path)
     ftp.cwd(home)
 
 
-def _file_names(ftp: ftplib.FTP, directory: str) -> list[str]:
+def file_names(ftp: ftplib.FTP, directory: str) -> list[str]:
     """Plain names of the files in ``directory`` (MLSD; NLST where it is not supported)."""
     try:
         return [name for name, facts in ftp.mlsd(directory, facts=["type"])
@@ -174,13 +175,14 @@ def _is_advice(partner: Partner, name: str) -> bool:
     return True
 
 
-def _fetch(ftp: ftplib.FTP, path: str, name: str) -> tuple[AdviceFile, bytes | None] | None:
-    """The file and its bytes; no bytes (not downloaded) when SIZE says it is over the
-    limit; ``None`` when it is gone."""
+def fetch_file(ftp: ftplib.FTP, path: str, name: str, *, limit: int = MAX_ADVICE_BYTES,
+               ) -> tuple[AdviceFile, bytes | None] | None:
+    """The file and its bytes; no bytes (not downloaded) when SIZE says it is over
+    ``limit``; ``None`` when it is gone."""
     size = remote_size(ftp, path)
     if size is None:
         return None
-    if size > MAX_ADVICE_BYTES:
+    if size > limit:
         return AdviceFile(name=name, sha256=_oversized_key(ftp, path, name, size),
                           size=size), None
     chunks: list[bytes] = []
@@ -189,7 +191,7 @@ def _fetch(ftp: ftplib.FTP, path: str, name: str) -> tuple[AdviceFile, bytes | N
     def collect(chunk: bytes) -> None:
         nonlocal seen
         seen += len(chunk)
-        if seen > MAX_ADVICE_BYTES:
+        if seen > limit:
             raise _TooLarge
         chunks.append(chunk)
 
@@ -197,7 +199,7 @@ def _fetch(ftp: ftplib.FTP, path: str, name: str) -> tuple[AdviceFile, bytes | N
         ftp.retrbinary(f"RETR {path}", collect)
     except _TooLarge:
         ftp.close()  # the transfer was cut off: no orderly QUIT on this connection
-        raise RuntimeError(f"{path} grew past {MAX_ADVICE_BYTES} bytes while it was "
+        raise RuntimeError(f"{path} grew past {limit} bytes while it was "
                            "downloaded (still being written?); reading it again") from None
     except ftplib.error_perm:
         if remote_size(ftp, path) is None:  # finished by another run meanwhile
@@ -217,7 +219,7 @@ def _oversized_key(ftp: ftplib.FTP, path: str, name: str, size: int) -> str:
     return hashlib.sha256(f"oversized\0{name}\0{size}\0{modified}".encode()).hexdigest()
 
 
-def _free_name(ftp: ftplib.FTP, folder: str, file: AdviceFile) -> str:
+def free_name(ftp: ftplib.FTP, folder: str, file: AdviceFile) -> str:
     """``folder/name``, or ``folder/stem-<sha256 prefix>[-n].ext`` if that is taken."""
     stem, ext = posixpath.splitext(file.name)
     tag = file.sha256[:12]
@@ -230,7 +232,7 @@ def _free_name(ftp: ftplib.FTP, folder: str, file: AdviceFile) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _move(ftp: ftplib.FTP, source: str, target: str) -> None:
+def move_file(ftp: ftplib.FTP, source: str, target: str) -> None:
     try:
         ftp.rename(source, target)
     except ftplib.error_perm:

@@ -34,7 +34,7 @@ def parse_csv_advice(data: bytes) -> list[AdviceConfirmation]:
     if missing:
         raise AdviceError(f"header row lacks the column(s) {', '.join(missing)} "
                           f"(expected {delimiter.join(CSV_COLUMNS)})")
-    found: dict[str, AdviceConfirmation] = {}
+    found: dict[tuple[str, str, str], AdviceConfirmation] = {}  # one per parcel
     for row in reader:
         values = {(key or "").strip(): (value or "").strip() for key, value in row.items()}
         line = reader.line_num
@@ -43,10 +43,11 @@ def parse_csv_advice(data: bytes) -> list[AdviceConfirmation]:
         order_id = values.get("order_id", "")
         if not order_id:
             raise AdviceError(f"line {line}: no order_id")
-        if order_id in found:
+        key = (order_id, values.get("shipment_id", ""), values.get("tracking_number", ""))
+        if key in found:
             continue
         shipped = parse_datetime(values.get("shipped_at"), what=f"line {line}: shipped_at")
-        found[order_id] = confirmation(order_id, values.get("shipment_id") or None,
+        found[key] = confirmation(order_id, values.get("shipment_id") or None,
                                        values.get("carrier", ""),
                                        values.get("tracking_number", ""), shipped,
                                        where=f"line {line}")

@@ -92,7 +92,8 @@ class DispatchedOrder:
 
 
 def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
-    """One confirmation per order in the file, in the order they first appear.
+    """One confirmation per parcel (order, shipment, tracking number) in the file, in the
+    order they first appear; a split order's parcels each get their own.
 
     Raises ``AdviceError`` for anything unusable (see the module docstring)."""
     note = _load(data)
@@ -103,15 +104,13 @@ def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
     default_tracking = _tracking(header.find("ot:LOGISTIC_DETAILS_INFO", _NS))
     default_carrier = (_text(header, "ot:SHIPMENT_PARTIES_REFERENCE/ot:DELIVERER_IDREF")
                        or _only_deliverer(header))
-    found: dict[str, AdviceConfirmation] = {}
+    found: dict[tuple[str, str | None, str | None], AdviceConfirmation] = {}
     for number, item in enumerate(note.iterfind(
             "ot:DISPATCHNOTIFICATION_ITEM_LIST/ot:DISPATCHNOTIFICATION_ITEM", _NS), start=1):
         order_id = _text(item, "ot:ORDER_REFERENCE/ot:ORDER_ID")
         if not order_id:
             raise AdviceError(f"item {number} (line {item.sourceline}) has no order id "
                               "(ORDER_REFERENCE/ORDER_ID)")
-        if order_id in found:
-            continue  # the order's first item speaks for the order
         carrier = (_text(item, "ot:SHIPMENT_PARTIES_REFERENCE/ot:DELIVERER_IDREF")
                    or default_carrier)
         tracking = _tracking(item.find("ot:LOGISTIC_DETAILS", _NS)) or default_tracking
@@ -123,7 +122,9 @@ def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
                               "(LOGISTIC_DETAILS/PACKAGE_INFO/PACKAGE/PACKAGE_ID)")
         shipment_id = (_text(item, "ot:DELIVERY_REFERENCE/ot:DELIVERYNOTE_ID")
                        or default_shipment)
-        found[order_id] = confirmation(order_id, shipment_id, carrier, tracking, shipped_at)
+        key = (order_id, shipment_id, tracking)
+        if key not in found:  # the items of one parcel give one confirmation
+            found[key] = confirmation(order_id, shipment_id, carrier, tracking, shipped_at)
     return list(found.values())
 
 

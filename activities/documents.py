@@ -28,7 +28,7 @@ from temporalio import activity
 from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput
-from models.orders import DocumentView, OrderView, ShipmentView
+from models.orders import DocumentView, OrderView, ShipmentView, shipment_lines
 from models.rules import TaxAmount, line_total, round_money, shipping_rate, tax_breakdown
 from models.tables import Document, NumberRange
 from settings import Settings
@@ -209,7 +209,7 @@ class DocumentActivities:
 
         def render(_: Session) -> _Rendered:
             context = {"shop": _shop(self.settings), "order": order, "shipment": shipment,
-                       "date": datetime.now(UTC)}
+                       "lines": shipment_lines(order, shipment), "date": datetime.now(UTC)}
             return _Rendered(self.renderer.render_pdf("lieferschein.html", context),
                              f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf")
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from models.orders import OrderView
+from models.orders import OrderView, shipment_lines
 from models.tables import Document
 from settings import Partner
 
@@ -43,7 +43,7 @@ def shipment_json(order: OrderView, shipment_id: str,
         "customer": {"email": str(order.customer.email), "phone": order.customer.phone},
         "delivery_address": order.shipping_address.model_dump(mode="json"),
         "lines": [{"sku": line.sku, "name": line.name, "quantity": line.quantity}
-                  for line in order.lines],
+                  for line in shipment_lines(order, shipment)],
         "comment": order.comment,
         "packer_note": order.packer_note,
         "gift_message": order.gift_message,

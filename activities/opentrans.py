@@ -21,7 +21,7 @@ from pathlib import Path
 from lxml import etree
 from temporalio.exceptions import ApplicationError
 
-from models.orders import Address, Customer, OrderLine, OrderView, ShipmentView
+from models.orders import Address, Customer, OrderLine, OrderView, ShipmentView, shipment_lines
 
 __all__ = [
     "BMECAT_NS",
@@ -82,11 +82,12 @@ def build_order(order: OrderView, shipment: ShipmentView | None = None, *,
     root = etree.Element(ot("ORDER"), nsmap=_NSMAP, version="2.1", type=order_type)
     root.append(_header(order, shipment, supplier_name, now))
     items = sub(root, "ORDER_ITEM_LIST")
-    for number, line in enumerate(order.lines, start=1):
+    lines = shipment_lines(order, shipment)
+    for number, line in enumerate(lines, start=1):
         items.append(_item(number, line))
     summary = sub(root, "ORDER_SUMMARY")
-    sub(summary, "TOTAL_ITEM_NUM", str(len(order.lines)))
-    sub(summary, "TOTAL_AMOUNT", _amount(sum((_line_amount(ln) for ln in order.lines),
+    sub(summary, "TOTAL_ITEM_NUM", str(len(lines)))
+    sub(summary, "TOTAL_AMOUNT", _amount(sum((_line_amount(ln) for ln in lines),
                                               Decimal("0"))))
     return root
 

@@ -4,9 +4,10 @@ Each activity is synchronous (the worker runs it in its thread pool), one short 
 and idempotent: a retry finds the rows of its earlier attempt instead of writing them again.
 Contended rows are locked with ``SELECT ... FOR UPDATE`` on PostgreSQL (stock rows first, by
 id); on SQLite every transaction is ``BEGIN IMMEDIATE`` (``activities.db``). Non-retryable
-errors: ``ApplicationError`` of type ``NothingReserved`` (allocate_shipment without reserved
-stock) and ``NothingToReserve`` (reserve_stock without lines); database errors propagate so
-that Temporal retries. Tickets live in ``activities.tickets``; ``list_products`` and
+errors: ``ApplicationError`` of type ``NothingToReserve`` (reserve_stock without lines);
+database errors propagate so that Temporal retries. Which warehouse ships which line is
+decided by the channel's allocation rule (``models.allocation``, from the network config).
+Tickets live in ``activities.tickets``; ``list_products`` and
 ``stock_levels`` (``activities.masterdata``) are re-exported here.
 """
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,16 +28,19 @@ from activities.masterdata import list_products, stock_levels
 from models import rules
 from models.activities import (
     AllocateShipmentInput,
+    BackorderLine,
     CheckOrderResult,
-    MissingStock,
+    FillBackordersInput,
     OrderInput,
     RecordOrderResult,
     RecordPaymentInput,
     ReleaseStockInput,
+    ReservationState,
+    ReservedLine,
     ReserveStockInput,
-    ReserveStockResult,
 )
-from models.orders import Address, OrderIn, ShipmentView
+from models.allocation import AllocationConfig, AllocationRule, WarehouseInfo, plan_allocation
+from models.orders import Address, OrderIn, ShipmentLine, ShipmentView
 from models.orders import Customer as CustomerIn
 from models.tables import (
     Customer,
@@ -49,19 +54,28 @@ from models.tables import (
     Warehouse,
 )
 
-__all__ = ["CONSUMED", "RELEASED", "RESERVED", "StoreActivities", "list_products",
-           "stock_levels"]
+__all__ = ["BACKORDERED", "CONSUMED", "FILLED", "RELEASED", "RESERVED", "StoreActivities",
+           "list_products", "stock_levels"]
 
 # Reservation.state
 RESERVED = "reserved"
 RELEASED = "released"
 CONSUMED = "consumed"
+BACKORDERED = "backordered"  # soft: no warehouse had it
+FILLED = "filled"  # a soft line the stock sync turned into hard reservations
+
 
 class StoreActivities:
-    """Activities on the order database; ``engine`` is shared by all threads."""
+    """Activities on the order database; ``engine`` is shared by all threads.
 
-    def __init__(self, engine: Engine) -> None:
+    ``allocation`` holds the rule per channel; ``lead_time`` dates a backordered line when
+    the stock feed does not say when the SKU comes in."""
+
+    def __init__(self, engine: Engine, allocation: AllocationConfig | None = None,
+                 lead_time: timedelta = timedelta(days=7)) -> None:
         self.engine = engine
+        self.allocation = allocation or AllocationConfig()
+        self.lead_time = lead_time
 
     # --- orders ----------------------------------------------------------------------
 
@@ -97,13 +111,12 @@ class StoreActivities:
     # --- stock -----------------------------------------------------------------------
 
     @activity.defn
-    def reserve_stock(self, input: ReserveStockInput) -> ReserveStockResult:
-        """Reserve every line in one warehouse (by priority, then code), or nothing at all.
+    def reserve_stock(self, input: ReserveStockInput) -> ReservationState:
+        """Reserve the order's lines by the channel's allocation rule (``models.allocation``).
 
-        A retry finds the order's reservations and reserves nothing twice. When no single
-        warehouse has every line, ``missing`` names per SKU the quantity requested and the
-        best quantity available in any warehouse; if each SKU alone would be available
-        somewhere, it names what the first warehouse lacks, with that warehouse's stock.
+        What some warehouse has is reserved hard (round 1); what nobody has is reserved soft
+        (backordered, with the date the stock feed expects it, else today + the configured
+        lead time). A retry finds the order's rows and reserves nothing twice.
         """
         wanted = Counter[str]()
         for line in input.lines:
@@ -111,27 +124,95 @@ class StoreActivities:
         if not wanted:
             raise ApplicationError(f"order {input.order_id}: nothing to reserve",
                                    type="NothingToReserve", non_retryable=True)
+        rule = self.allocation.for_channel(input.channel)
         with session_for(self.engine) as session:
             stocks = _lock_stock(session, wanted)
-            earlier = _reservations(session, input.order_id)
-            active = [r for r in earlier if r.state in (RESERVED, CONSUMED)]
-            if active:
-                return ReserveStockResult(reserved=True, warehouse=active[0].warehouse)
-            order = _warehouse_order(session, stocks)
-            warehouse = _first_with_all(stocks, wanted, order)
-            if warehouse is None:
-                return ReserveStockResult(reserved=False,
-                                          missing=_missing(stocks, wanted, order))
-            _reserve(session, input.order_id, warehouse, wanted, stocks, earlier)
+            earlier = _reservations(session, input.order_id, lock=True)
+            if any(row.state != RELEASED for row in earlier):
+                return _state(earlier, rule)
+            plan = plan_allocation(wanted, _free(stocks), _warehouses(session), rule,
+                                   input.country)
+            reused = {(r.round, r.sku, r.warehouse): r for r in earlier}
+            for pick in plan.picks:
+                _book(session, reused, input.order_id, 1, pick.warehouse, pick.sku,
+                      pick.quantity, stocks)
+            now = datetime.now(UTC)
+            for sku, quantity in plan.short.items():
+                row = reused.get((0, sku, "")) or Reservation(
+                    order_id=input.order_id, round=0, sku=sku, warehouse="", quantity=0)
+                row.quantity, row.state = quantity, BACKORDERED
+                row.expected_at = _expected(stocks, sku) or now + self.lead_time
+                row.created_at = now
+                session.add(row)
             session.commit()
-            return ReserveStockResult(reserved=True, warehouse=warehouse)
+            return _state(_reservations(session, input.order_id), rule, plan.explanation)
+
+    @activity.defn
+    def reservation_state(self, order_id: str) -> ReservationState:
+        """The order's pending hard reservations and backordered lines, as they are now."""
+        with Session(self.engine) as session:
+            rule = self.allocation.for_channel(_order_place(session, order_id)[0])
+            return _state(_reservations(session, order_id), rule)
+
+    @activity.defn
+    def fill_backorders(self, input: FillBackordersInput) -> list[str]:
+        """Turn backordered lines into hard reservations where stock is free now, oldest
+        order first, each by its channel's rule. Returns the orders that got stock, in the
+        order they got it (the stock sync wakes them in this order)."""
+        with session_for(self.engine) as session:
+            query = select(Reservation.sku).where(Reservation.state == BACKORDERED)
+            if input.order_id:
+                query = query.where(Reservation.order_id == input.order_id)
+            skus = set(session.exec(query))
+            if not skus:
+                return []
+            stocks = _lock_stock(session, skus)
+            query = (select(Reservation).where(Reservation.state == BACKORDERED)
+                     .order_by(col(Reservation.created_at), col(Reservation.id)))
+            if input.order_id:
+                query = query.where(Reservation.order_id == input.order_id)
+            per_order: dict[str, list[Reservation]] = {}
+            for row in session.exec(query.with_for_update()):
+                per_order.setdefault(row.order_id, []).append(row)
+            warehouses = _warehouses(session)
+            woken: list[str] = []
+            for order_id, soft in per_order.items():
+                if self._fill_order(session, order_id, soft, stocks, warehouses):
+                    woken.append(order_id)
+            session.commit()
+            return woken
+
+    def _fill_order(self, session: Session, order_id: str, soft: list[Reservation],
+                    stocks: dict[StockKey, Stock], warehouses: list[WarehouseInfo]) -> bool:
+        channel, country = _order_place(session, order_id)
+        rule = self.allocation.for_channel(channel)
+        plan = plan_allocation({row.sku: row.quantity for row in soft}, _free(stocks),
+                               warehouses, rule, country)
+        if not plan.picks:
+            return False
+        shipped_rounds = session.exec(select(func.max(Shipment.round)).where(
+            Shipment.order_id == order_id)).one()
+        round_ = (shipped_rounds or 0) + 1
+        existing = {(r.round, r.sku, r.warehouse): r
+                    for r in _reservations(session, order_id) if r.round == round_}
+        by_sku = {row.sku: row for row in soft}
+        for pick in plan.picks:
+            _book(session, existing, order_id, round_, pick.warehouse, pick.sku, pick.quantity,
+                  stocks)
+            row = by_sku[pick.sku]
+            row.quantity -= pick.quantity
+            if row.quantity <= 0:
+                row.quantity, row.state = 0, FILLED
+            session.add(row)
+        return True
 
     @activity.defn
     def release_stock(self, input: ReleaseStockInput) -> int:
         """Give the order's reserved stock back; how many reservations were released.
 
-        With ``restock_allocated`` the stock already allocated to a shipment that never left
-        (cancelled before the hand-off) goes back to ``on_hand`` as well."""
+        Backordered (soft) lines are dropped. With ``restock_allocated`` the stock already
+        allocated to a shipment that never left (cancelled before the hand-off) goes back to
+        ``on_hand`` as well."""
         with session_for(self.engine) as session:
             stocks, rows = _lock_reserved(session, input.order_id)
             for row in rows:
@@ -139,8 +220,12 @@ class StoreActivities:
                 row.state = RELEASED
                 session.add(row)
             session.add_all(stocks.values())
+            soft = _reservations(session, input.order_id, state=BACKORDERED, lock=True)
+            for row in soft:
+                row.state = RELEASED
+                session.add(row)
             session.commit()
-            released = len(rows)
+            released = len(rows) + len(soft)
             if input.restock_allocated:
                 stocks, rows = _lock_reserved(session, input.order_id, CONSUMED)
                 for row in rows:
@@ -153,23 +238,30 @@ class StoreActivities:
             return released
 
     @activity.defn
-    def allocate_shipment(self, input: AllocateShipmentInput) -> ShipmentView:
-        """Turn the order's reservations into its shipment; the stock leaves ``on_hand``."""
-        shipment_id = f"{input.order_id}-1"
+    def allocate_shipments(self, input: AllocateShipmentInput) -> list[ShipmentView]:
+        """Turn the order's hard reservations into shipments, one per warehouse (numbered on
+        from the order's earlier shipments); the stock leaves ``on_hand``. A retry of the
+        same round returns the same shipments; nothing reserved gives no shipment."""
         with session_for(self.engine) as session:
-            shipment = session.get(Shipment, shipment_id)
-            if shipment is not None:
-                return _shipment_view(shipment)
+            if done := _shipments(session, input.order_id, input.round):
+                return [_shipment_view(shipment) for shipment in done]
             stocks, rows = _lock_reserved(session, input.order_id)
-            shipment = session.get(Shipment, shipment_id)  # a concurrent attempt may have won
-            if shipment is not None:
-                return _shipment_view(shipment)
+            if done := _shipments(session, input.order_id, input.round):
+                return [_shipment_view(shipment) for shipment in done]  # a concurrent attempt
             if not rows:
-                raise ApplicationError(f"order {input.order_id} has no reserved stock",
-                                       type="NothingReserved", non_retryable=True)
-            shipment = _consume(session, shipment_id, input.order_id, rows, stocks)
+                return []
+            rank = {w.code: i for i, w in enumerate(
+                sorted(_warehouses(session), key=lambda w: (w.priority, w.code)))}
+            per_warehouse: dict[str, list[Reservation]] = {}
+            for row in sorted(rows, key=lambda r: (rank.get(r.warehouse, len(rank)),
+                                                    r.warehouse)):
+                per_warehouse.setdefault(row.warehouse, []).append(row)
+            number = len(_shipments(session, input.order_id))
+            created = [_consume(session, f"{input.order_id}-{number + i}", input.order_id,
+                                input.round, group, stocks)
+                       for i, group in enumerate(per_warehouse.values(), start=1)]
             session.commit()
-            return _shipment_view(shipment)
+            return [_shipment_view(shipment) for shipment in created]
 
     # --- payments --------------------------------------------------------------------
 
@@ -253,56 +345,69 @@ def _lock_reserved(session: Session, order_id: str, state: str = RESERVED,
     return stocks, _reservations(session, order_id, state=state, lock=True)
 
 
-def _warehouse_order(session: Session, stocks: dict[StockKey, Stock]) -> list[str]:
-    """The warehouses holding any of ``stocks``, by priority then code."""
-    priority = dict(session.exec(select(Warehouse.code, Warehouse.priority)).all())
-    codes = {warehouse for warehouse, _ in stocks}
-    return sorted(codes, key=lambda code: (priority.get(code, 0), code))
+def _warehouses(session: Session) -> list[WarehouseInfo]:
+    return [WarehouseInfo(code=w.code, country=w.country, priority=w.priority)
+            for w in session.exec(select(Warehouse))]
 
 
-def _available(stocks: dict[StockKey, Stock], warehouse: str, sku: str) -> int:
-    stock = stocks.get((warehouse, sku))
-    return max(stock.on_hand - stock.reserved, 0) if stock is not None else 0
+def _free(stocks: dict[StockKey, Stock]) -> dict[StockKey, int]:
+    return {key: max(stock.on_hand - stock.reserved, 0) for key, stock in stocks.items()}
 
 
-def _first_with_all(stocks: dict[StockKey, Stock], wanted: Counter[str],
-                    warehouses: list[str]) -> str | None:
-    for warehouse in warehouses:
-        if all(_available(stocks, warehouse, sku) >= qty for sku, qty in wanted.items()):
-            return warehouse
-    return None
+def _expected(stocks: dict[StockKey, Stock], sku: str) -> datetime | None:
+    """The earliest date the stock feed expects ``sku`` in any warehouse."""
+    dates = [s.expected_at for (_, stock_sku), s in stocks.items()
+             if stock_sku == sku and s.expected_at is not None]
+    return min(dates) if dates else None
 
 
-def _missing(stocks: dict[StockKey, Stock], wanted: Counter[str],
-             warehouses: list[str]) -> list[MissingStock]:
-    best = {sku: max((_available(stocks, w, sku) for w in warehouses), default=0)
-            for sku in wanted}
-    short = [MissingStock(sku=sku, requested=qty, available=best[sku])
-             for sku, qty in sorted(wanted.items()) if best[sku] < qty]
-    if short or not warehouses:
-        return short
-    first = warehouses[0]  # only a split would do: say what the first warehouse lacks
-    return [MissingStock(sku=sku, requested=qty, available=_available(stocks, first, sku))
-            for sku, qty in sorted(wanted.items()) if _available(stocks, first, sku) < qty]
+def _book(session: Session, rows: dict[tuple[int, str, str], Reservation], order_id: str,
+          round_: int, warehouse: str, sku: str, quantity: int,
+          stocks: dict[StockKey, Stock]) -> None:
+    """Hold ``quantity`` of ``sku`` in ``warehouse`` for the order's round ``round_``; an
+    existing row of that key (released earlier, or reserved in this round) is reused."""
+    stock = stocks[warehouse, sku]
+    stock.reserved += quantity
+    session.add(stock)
+    row = rows.get((round_, sku, warehouse))
+    if row is None:
+        row = Reservation(order_id=order_id, round=round_, sku=sku, warehouse=warehouse,
+                          quantity=0)
+        rows[round_, sku, warehouse] = row
+    row.quantity = (row.quantity if row.state == RESERVED else 0) + quantity
+    row.state = RESERVED
+    session.add(row)
 
 
-def _reserve(session: Session, order_id: str, warehouse: str, wanted: Counter[str],
-             stocks: dict[StockKey, Stock], earlier: list[Reservation]) -> None:
-    """Book ``wanted`` in ``warehouse``; rows released earlier are reused (unique key)."""
-    released = {(r.warehouse, r.sku): r for r in earlier if r.state == RELEASED}
-    for sku, qty in wanted.items():
-        stock = stocks[warehouse, sku]
-        stock.reserved += qty
-        session.add(stock)
-        row = released.get((warehouse, sku)) or Reservation(
-            order_id=order_id, sku=sku, warehouse=warehouse, quantity=qty)
-        row.quantity = qty
-        row.state = RESERVED
-        session.add(row)
+def _state(rows: list[Reservation], rule: AllocationRule,
+           explanation: str = "") -> ReservationState:
+    pending = [ReservedLine(warehouse=r.warehouse, sku=r.sku, quantity=r.quantity)
+               for r in rows if r.state == RESERVED]
+    backordered = [BackorderLine(sku=r.sku, quantity=r.quantity, expected_at=r.expected_at)
+                   for r in rows if r.state == BACKORDERED]
+    return ReservationState(pending=pending, backordered=backordered,
+                            partial_delivery=rule.partial_delivery, explanation=explanation)
 
 
-def _consume(session: Session, shipment_id: str, order_id: str, rows: list[Reservation],
-             stocks: dict[StockKey, Stock]) -> Shipment:
+def _order_place(session: Session, order_id: str) -> tuple[str, str]:
+    """The order's channel and delivery country ("", "DE" for an order not recorded)."""
+    record = session.get(OrderRecord, order_id)
+    if record is None:
+        return "", "DE"
+    address = session.get(CustomerAddress, record.shipping_address_id)
+    return record.channel, address.country if address else "DE"
+
+
+def _shipments(session: Session, order_id: str, round_: int | None = None) -> list[Shipment]:
+    query = select(Shipment).where(Shipment.order_id == order_id)
+    if round_ is not None:
+        query = query.where(Shipment.round == round_)
+    return list(session.exec(query.order_by(col(Shipment.created_at),
+                                            col(Shipment.shipment_id))))
+
+
+def _consume(session: Session, shipment_id: str, order_id: str, round_: int,
+             rows: list[Reservation], stocks: dict[StockKey, Stock]) -> Shipment:
     for row in rows:
         stock = stocks[row.warehouse, row.sku]
         stock.on_hand -= row.quantity
@@ -311,11 +416,12 @@ def _consume(session: Session, shipment_id: str, order_id: str, rows: list[Reser
         session.add_all([stock, row])
     lines = [{"sku": row.sku, "quantity": row.quantity}
              for row in sorted(rows, key=lambda r: r.sku)]
-    shipment = Shipment(shipment_id=shipment_id, order_id=order_id,
+    shipment = Shipment(shipment_id=shipment_id, order_id=order_id, round=round_,
                         warehouse=rows[0].warehouse, lines=json.dumps(lines))
     session.add(shipment)
     return shipment
 
 
 def _shipment_view(shipment: Shipment) -> ShipmentView:
-    return ShipmentView(shipment_id=shipment.shipment_id, warehouse=shipment.warehouse)
+    return ShipmentView(shipment_id=shipment.shipment_id, warehouse=shipment.warehouse,
+                        lines=[ShipmentLine(**line) for line in json.loads(shipment.lines)])

@@ -9,7 +9,9 @@ the partner (shipping confirmations), and prints:
 - worker and server CPU seconds per order;
 - PDF milliseconds per document (delivery note, invoice);
 - the same number of no-op workflows with the same activities, signals and timers, on the
-  same server, and the ratio of the two.
+  same server, and the ratio of the two;
+- the fulfillment network (``bench/network.py``): allocation + carrier selection per order
+  at 10,000 SKUs in 5 warehouses, and stock-sync rows/s for a 100,000-row stock list.
 
 Usage: ``make bench`` or ``BENCH_ARGS="--orders 50" make bench``.
 """
@@ -32,6 +34,8 @@ from temporalio.client import Client
 
 from activities.db import make_engine, migrate
 from activities.masterdata import load_master_data
+from bench.network import report as report_network
+from bench.network import run as run_network
 from bench.noop import NOOP_TASK_QUEUE, NoopOrderWorkflow
 from bench.pdf import measure_pdf_ms
 from models.orders import OrderStatus, SearchAttr
@@ -225,6 +229,7 @@ async def main_async(n: int) -> None:
         finally:
             stack.stop()
         pdf = measure_pdf_ms(stack.settings, samples=20)
+    network = run_network()
     print(f"orders/s                      {n / orders['wall']:8.2f}   ({n} orders in "
           f"{orders['wall']:.1f} s)")
     print(f"payment -> XML on FTP  p50    {orders['p50'] * 1000:8.0f} ms   (all {n} paid at "
@@ -244,6 +249,7 @@ async def main_async(n: int) -> None:
     for proc in ("worker", "server"):
         ratio = orders[f"cpu_{proc}"] / max(noop[f"cpu_{proc}"], 1e-9)
         print(f"ratio order/no-op {proc} CPU  {ratio:8.2f}")
+    report_network(network)
 
 
 def main() -> None:

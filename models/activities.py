@@ -22,15 +22,16 @@ __all__ = [
     "AdviceConfirmation",
     "AdviceFile",
     "AllocateShipmentInput",
+    "BackorderLine",
     "CarrierChoice",
     "CheckOrderResult",
     "ChooseCarrierInput",
     "DocumentInput",
     "DocumentView",
+    "FillBackordersInput",
     "FinishAdviceInput",
     "HandOffInput",
     "HandOffResult",
-    "MissingStock",
     "OpenTicketInput",
     "OrderInput",
     "ReadAdviceInput",
@@ -38,13 +39,16 @@ __all__ = [
     "RecordOrderResult",
     "RecordPaymentInput",
     "ReleaseStockInput",
+    "ReservationState",
     "ReserveStockInput",
-    "ReserveStockResult",
+    "ReservedLine",
     "ResolveTicketInput",
     "SendMailInput",
     "SendMailResult",
     "ShipmentView",
+    "StockImportResult",
     "StockLine",
+    "StockSyncSummary",
     "TicketView",
 ]
 
@@ -71,18 +75,43 @@ class StockLine(BaseModel):
 class ReserveStockInput(BaseModel):
     order_id: str
     lines: list[StockLine]
+    channel: str = ""  # picks the allocation rule
+    country: str = "DE"  # delivery country, for the rule "nearest"
 
 
-class MissingStock(BaseModel):
+class ReservedLine(BaseModel):
+    warehouse: str
     sku: str
-    requested: int
-    available: int
+    quantity: int
 
 
-class ReserveStockResult(BaseModel):
-    reserved: bool
-    warehouse: str | None = None
-    missing: list[MissingStock] = Field(default_factory=list)
+class BackorderLine(BaseModel):
+    sku: str
+    quantity: int
+    expected_at: datetime | None = None
+
+
+class ReservationState(BaseModel):
+    """The order's stock: hard reservations not yet allocated (``pending``) and the lines no
+    warehouse had (``backordered``, reserved soft until stock arrives)."""
+
+    pending: list[ReservedLine] = Field(default_factory=list)
+    backordered: list[BackorderLine] = Field(default_factory=list)
+    partial_delivery: bool = True  # the channel's rule: ship the available part at once
+    explanation: str = ""
+
+    @property
+    def reserved(self) -> bool:
+        return bool(self.pending)
+
+    @property
+    def warehouses(self) -> list[str]:
+        return list(dict.fromkeys(line.warehouse for line in self.pending))
+
+
+class FillBackordersInput(BaseModel):
+    skus: list[str] | None = None  # only backorders of these SKUs (None: all)
+    order_id: str | None = None  # only this order's backorders (staff release)
 
 
 class ReleaseStockInput(BaseModel):
@@ -92,6 +121,7 @@ class ReleaseStockInput(BaseModel):
 
 class AllocateShipmentInput(BaseModel):
     order_id: str
+    round: int = 1  # allocation round: 1 at first, one more per later backorder delivery
 
 
 class OpenTicketInput(BaseModel):
@@ -195,3 +225,28 @@ class FinishAdviceInput(BaseModel):
     file: AdviceFile
     outcome: Literal["archived", "rejected"]
     detail: str = ""
+
+
+class StockSyncSummary(BaseModel):
+    """What applying one stock list did."""
+
+    warehouse: str
+    rows: int = 0
+    updated: int = 0
+    created: int = 0
+    stale: int = 0  # older than the level they would replace: skipped
+    unknown_skus: int = 0  # not in the catalog: skipped
+    unknown_examples: list[str] = Field(default_factory=list)
+
+    def text(self) -> str:
+        unknown = (f", {self.unknown_skus} unknown SKU(s) skipped (e.g. "
+                   f"{', '.join(self.unknown_examples[:5])})" if self.unknown_skus else "")
+        return (f"warehouse {self.warehouse}: {self.rows} rows, {self.updated} updated, "
+                f"{self.created} created, {self.stale} stale{unknown}")
+
+
+class StockImportResult(BaseModel):
+    file: AdviceFile
+    already_done: bool = False
+    error: str | None = None
+    summary: StockSyncSummary | None = None

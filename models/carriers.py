@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.allocation import AllocationConfig
 from models.orders import CountryCode, Money, Text
 
 __all__ = [
@@ -382,8 +383,10 @@ def explain(decision: CarrierDecision) -> str:
 
 
 class ShippingConfig(_Strict):
-    """The shipping master data (``ORDERS_SHIPPING_CONFIG``): packaging, boxes, carriers."""
+    """The shipping network (``ORDERS_SHIPPING_CONFIG``): allocation rules per channel,
+    packaging, boxes and carriers."""
 
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     packaging_weight_g: int = Field(default=0, ge=0)
     boxes: list[Box] = Field(default_factory=list)
     carriers: list[Carrier] = Field(min_length=1)

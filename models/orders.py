@@ -264,10 +264,18 @@ class PaymentRecord(BaseModel):
     paid_at: datetime | None
 
 
+class ShipmentLine(BaseModel):
+    sku: str
+    quantity: int
+
+
 class ShipmentView(BaseModel):
     shipment_id: str
     warehouse: str
+    lines: list[ShipmentLine] = Field(default_factory=list)
     status: str = "allocated"  # allocated, handed_off, shipped
+    handed_off_at: datetime | None = None
+    escalated: bool = False
     carrier: str | None = None
     tracking_number: str | None = None
     tracking_url: str | None = None
@@ -320,3 +328,18 @@ class OrderView(BaseModel):
     documents: list[DocumentView] = Field(default_factory=list)
     tickets: list[TicketView] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
+
+
+def shipment_lines(order: OrderView, shipment: ShipmentView | None) -> list[OrderLine]:
+    """The order lines a shipment carries, with the shipment's quantities (a split order's
+    shipment carries part of them); the whole order without a shipment or its lines."""
+    if shipment is None or not shipment.lines:
+        return list(order.lines)
+    left = {line.sku: line.quantity for line in shipment.lines}
+    result: list[OrderLine] = []
+    for line in order.lines:
+        take = min(line.quantity, left.get(line.sku, 0))
+        if take:
+            result.append(line.model_copy(update={"quantity": take}))
+            left[line.sku] -= take
+    return result

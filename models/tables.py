@@ -88,16 +88,27 @@ class Stock(SQLModel, table=True):
     sku: str = Field(foreign_key="product.sku", index=True)
     on_hand: int = 0
     reserved: int = 0
+    expected_at: datetime | None = None  # from the stock feed: when more is expected
+    synced_at: datetime | None = None  # last stock sync that set on_hand
 
 
 class Reservation(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("order_id", "sku", "warehouse"),)
+    """Stock held for an order. A hard reservation (``reserved``) holds units of one warehouse
+    for allocation round ``round``; allocating the round ``consumed`` it. A soft one
+    (``backordered``, ``warehouse`` empty, ``round`` 0) is a line nobody had: the stock sync
+    turns it into hard reservations when stock arrives, oldest first (``filled``)."""
+
+    __table_args__ = (UniqueConstraint("order_id", "round", "sku", "warehouse",
+                                       name="uq_reservation_order_round_sku_warehouse"),)
     id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(index=True, max_length=100)
-    sku: str
+    round: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    sku: str = Field(index=True)
     warehouse: str
     quantity: int
-    state: str = "reserved"  # reserved, released, consumed
+    state: str = Field(default="reserved", index=True)
+    # reserved, consumed, released; backordered, filled
+    expected_at: datetime | None = None  # backordered: when the stock is expected
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -105,6 +116,7 @@ class Shipment(SQLModel, table=True):
     shipment_id: str = Field(primary_key=True, max_length=120)
     order_id: str = Field(index=True, max_length=100)
     warehouse: str
+    round: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     lines: str  # JSON list of {sku, quantity}
     created_at: datetime = Field(default_factory=utcnow)
 

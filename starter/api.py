@@ -178,6 +178,30 @@ def create_app(settings: Settings, *, client: Client | None = None,
     async def products(_: ClientRole) -> list[dict[str, Any]]:
         return await asyncio.to_thread(list_products, state["engine"])
 
+    @app.post("/stock-lists")
+    async def stock_list(request: Request, _: ClientRole,
+                         source: Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+                         = "partner") -> dict[str, Any]:
+        """A warehouse's stock list (the XML of the stock sync) pushed by a partner: the
+        levels are applied at once, then backordered orders are woken, oldest first."""
+        data = await _read_limited(request, settings.stock_file_max_bytes)
+        if data is None:
+            reason = f"body over the limit of {settings.stock_file_max_bytes} bytes"
+            ticket_id = await asyncio.to_thread(service.reject_pushed_stock_list,
+                                                state["engine"], source, reason)
+            raise HTTPException(413, {"field": "body", "reason": reason,
+                                      "ticket_id": ticket_id})
+        try:
+            result = await asyncio.to_thread(service.apply_pushed_stock_list, state["engine"],
+                                             settings, data, source=source)
+        except service.StockListRejected as exc:
+            raise HTTPException(422, {"field": "body", "reason": exc.reason,
+                                      "ticket_id": exc.ticket_id}) from None
+        if not result["already_imported"]:
+            result["wake_workflow_id"] = await service.wake_backorders(
+                temporal(), settings, result["sha256"])
+        return result
+
     @app.get("/health")
     async def health() -> JSONResponse:
         checks: dict[str, str] = {}
@@ -196,6 +220,20 @@ def create_app(settings: Settings, *, client: Client | None = None,
                             status_code=200 if ok else 503)
 
     return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The request body; ``None`` as soon as it passes ``limit`` bytes (not read further)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _ping_db(engine: Engine) -> None:

@@ -9,9 +9,11 @@ Exceptions::
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributeKey,
@@ -23,6 +25,16 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.stock import (
+    StockFileError,
+    apply_stock_list,
+    digest,
+    parse_stock_list,
+    record_import,
+    was_imported,
+)
+from activities.tickets import TicketActivities
+from models.activities import OpenTicketInput
 from models.orders import (
     CancelInput,
     HoldInput,
@@ -38,6 +50,7 @@ from models.orders import (
 from models.rules import compute_totals
 from models.workflow_io import OrderPolicy, OrderWorkflowInput
 from settings import Settings
+from workflows.jobs import WakeBackordersWorkflow
 from workflows.order import CANCELLABLE, NOT_HOLDABLE, OrderWorkflow
 
 __all__ = [
@@ -231,3 +244,52 @@ async def _signal_running(client: Client, order_id: str, action: str, signal: An
         status = desc.typed_search_attributes.get(_KEYWORD(SearchAttr.ORDER_STATUS))
         raise OrderStateConflict(order_id, OrderStatus(status or "completed"), action)
     await _handle(client, order_id).signal(signal, arg)
+
+
+# --- stock lists pushed over HTTP ---------------------------------------------------------
+
+
+class StockListRejected(Exception):
+    """The pushed stock list is unusable; ``reason`` says why (a ticket was opened)."""
+
+    def __init__(self, reason: str, ticket_id: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ticket_id = ticket_id
+
+
+def apply_pushed_stock_list(engine: Engine, settings: Settings, data: bytes,
+                            *, source: str) -> dict[str, Any]:
+    """Check and apply a stock list pushed by a partner, once per content. Raises
+    ``StockListRejected`` (after opening a ticket) when it cannot be used."""
+    sha = digest(data)
+    if was_imported(engine, f"push/{source}", sha):
+        return {"sha256": sha, "already_imported": True}
+    try:
+        stock = parse_stock_list(data, max_bytes=settings.stock_file_max_bytes)
+        summary = apply_stock_list(engine, stock, batch_size=settings.stock_sync_batch_size)
+    except StockFileError as exc:
+        ticket_id = reject_pushed_stock_list(engine, source, exc.reason, key=sha[:32])
+        record_import(engine, f"push/{source}", "http-push", sha, "rejected", exc.reason)
+        raise StockListRejected(exc.reason, ticket_id) from None
+    record_import(engine, f"push/{source}", "http-push", sha, "archived", summary.text())
+    return {"sha256": sha, "already_imported": False, **summary.model_dump()}
+
+
+def reject_pushed_stock_list(engine: Engine, source: str, reason: str, *,
+                             key: str | None = None) -> int:
+    """Open the ticket for a rejected push; returns its id."""
+    text = f"stock list pushed by {source} rejected, nothing applied: {reason}"
+    ticket = TicketActivities(engine).open_ticket(OpenTicketInput(
+        order_id=None, key=f"stock-push-{key or uuid.uuid4().hex}", kind="import",
+        title=text[:200], body=text))
+    return ticket.ticket_id
+
+
+async def wake_backorders(client: Client, settings: Settings, key: str) -> str:
+    """Start the workflow that reserves free stock for backorders and wakes the orders."""
+    workflow_id = f"wake-backorders-{key[:24]}"
+    await client.start_workflow(
+        WakeBackordersWorkflow.run, id=workflow_id, task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    return workflow_id

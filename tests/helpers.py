@@ -30,6 +30,26 @@ name = "Hauptlager"
 country = "DE"
 priority = 1
 
+[[warehouses]]
+code = "NORD"
+name = "Lager Hamburg"
+country = "DE"
+priority = 2
+
+[[products]]
+sku = "LAMP-N"
+name = "Stirnlampe (nur im Lager Nord)"
+weight_g = 200
+length_mm = 100
+width_mm = 80
+height_mm = 60
+price = "29.90"
+
+[[stock]]
+warehouse = "NORD"
+sku = "LAMP-N"
+on_hand = 1000
+
 [[products]]
 sku = "TENT-2P"
 name = "Trekkingzelt 2P"

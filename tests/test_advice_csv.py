@@ -13,8 +13,10 @@ def test_semicolon_and_comma_files_parse() -> None:
         data = (f"order_id{sep}carrier{sep}tracking_number{sep}shipped_at\n"
                 f"webshop-1{sep}DHL{sep}JJD1{sep}2026-11-25T10:00:00\n"
                 f"webshop-2{sep}DPD{sep}0123{sep}\n"
-                f"webshop-1{sep}DHL{sep}JJD9{sep}\n").encode()
-        first, second = parse_csv_advice(data)
+                f"webshop-1{sep}DHL{sep}JJD9{sep}\n"  # a second parcel of the order
+                f"webshop-1{sep}DHL{sep}JJD1{sep}\n").encode()  # another line of parcel 1
+        first, second, third = parse_csv_advice(data)
+        assert (third.order_id, third.tracking_number) == ("webshop-1", "JJD9")
         assert (first.order_id, first.carrier, first.tracking_number) == ("webshop-1", "DHL",
                                                                          "JJD1")
         assert first.shipped_at is not None and first.shipped_at.tzinfo is not None

@@ -112,18 +112,20 @@ async def test_schedule_runs_the_import(stack: Stack, ftp_drop: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:6]}-"
     settings = stack.settings.model_copy(
         update={"shipping_advice_interval": timedelta(hours=1)})
-    (schedule_id,) = await apply_schedules(stack.client, settings,
-                                           task_queue=stack.task_queue, prefix=prefix)
-    handle = stack.client.get_schedule_handle(schedule_id)
+    ids = await apply_schedules(stack.client, settings, task_queue=stack.task_queue,
+                                prefix=prefix)
+    assert ids == [f"{prefix}shipping-advice-import", f"{prefix}stock-sync"]
+    handle = stack.client.get_schedule_handle(ids[0])
     try:
         desc = await handle.describe()
         assert desc.schedule.spec.intervals[0].every == timedelta(hours=1)
         assert await apply_schedules(stack.client, settings, task_queue=stack.task_queue,
-                                     prefix=prefix) == [schedule_id]  # update, not a copy
+                                     prefix=prefix) == ids  # updated, not copied
         await handle.trigger()
         assert await stack.result(order.order_id, timeout=60) == "completed"
     finally:
-        await handle.delete()
+        for schedule_id in ids:
+            await stack.client.get_schedule_handle(schedule_id).delete()
 
 
 async def test_csv_advice_confirms_orders(stack: Stack, ftp_drop: Any) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
@@ -27,7 +28,7 @@ from models.orders import (
     ReleaseInput,
     ShipmentConfirmation,
 )
-from models.tables import Document, Stock, Ticket
+from models.tables import Document, Product, Reservation, Stock, Ticket
 from settings import PROJECT_DIR, Settings
 from tests.helpers import FAST, Stack, make_order, order_payload, running_stack, seed
 from workflows.order import OrderWorkflow
@@ -246,15 +247,84 @@ async def test_cancel_releases_stock_and_tells_customer(stack: Stack, mail_catch
     assert any("storniert" in s.lower() for s in got)
 
 
-async def test_out_of_stock_is_backordered_until_released(stack: Stack) -> None:
-    order = make_order(lines=[("RARE-1", 5, "59.00")], total=None)
+def new_sku(stack: Stack, on_hand: int, warehouse: str = "MAIN") -> str:
+    """A product of its own for one test (the catalog is shared by the session)."""
+    sku = f"X-{uuid.uuid4().hex[:8].upper()}"
+    with Session(stack.engine) as session:
+        session.add(Product(sku=sku, name="Laterne", weight_g=500, length_mm=200,
+                            width_mm=100, height_mm=100, price=Decimal("59.00")))
+        session.flush()
+        session.add(Stock(warehouse=warehouse, sku=sku, on_hand=on_hand))
+        session.commit()
+    return sku
+
+
+async def test_out_of_stock_is_backordered_with_a_mail_and_can_be_cancelled(
+        stack: Stack, mail_catcher: Any) -> None:
+    sku = new_sku(stack, on_hand=0)
+    order = make_order(lines=[(sku, 2, "59.00")], total=None)
     await stack.submit(order)
     view = await stack.wait_status(order.order_id, OrderStatus.BACKORDERED)
     assert view.hold_reasons[0].reason.value == "out_of_stock"
-    assert "RARE-1" in view.hold_reasons[0].detail
+    assert sku in view.hold_reasons[0].detail and view.shipments == []
+    assert "waiting for stock" in view.waiting_for
+    mails = mails_for(mail_catcher, str(order.customer.email))
+    notice = next(m for m in mails if "Lieferverzögerung" in str(m["Subject"]))
+    body = notice.get_content()
+    expected = (datetime.now(UTC) + timedelta(days=7)).strftime("%d.%m.%Y")
+    assert "2 x" in body and sku in body and expected in body  # lead time: 7 days
     await stack.client.get_workflow_handle(order.order_id).signal(
         OrderWorkflow.cancel, CancelInput(by="maria", reason="nicht lieferbar"))
     assert await stack.result(order.order_id) == "cancelled"
+    with Session(stack.engine) as session:
+        states = set(session.exec(select(Reservation.state).where(
+            Reservation.order_id == order.order_id)))
+    assert states == {"released"}
+
+
+async def test_split_order_ships_in_two_parcels_with_two_tracking_numbers(
+        stack: Stack, mail_catcher: Any, ftp_drop: Any) -> None:
+    order = make_order(lines=[("TENT-2P", 1, "229.00"), ("LAMP-N", 2, "29.90")], total=None)
+    await stack.submit(order)
+    view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    for _ in range(50):  # the second parcel is handed off right after the first
+        if all(s.status == "handed_off" for s in view.shipments):
+            break
+        await asyncio.sleep(0.1)
+        view = await stack.view(order.order_id)
+    main, nord = view.shipments
+    assert (main.shipment_id, main.warehouse) == (f"{order.order_id}-1", "MAIN")
+    assert (nord.shipment_id, nord.warehouse) == (f"{order.order_id}-2", "NORD")
+    assert [(ln.sku, ln.quantity) for ln in main.lines] == [("TENT-2P", 1)]
+    assert [(ln.sku, ln.quantity) for ln in nord.lines] == [("LAMP-N", 2)]
+    # each parcel went to the partner as its own order XML with only its own lines
+    inbox = Path(ftp_drop.root) / "inbox"
+    xml = {path.name: path.read_bytes() for path in inbox.glob(f"{order.order_id}-*.xml")}
+    assert sorted(xml) == [f"{order.order_id}-1.xml", f"{order.order_id}-2.xml"]
+    assert b"LAMP-N" in xml[f"{order.order_id}-2.xml"]
+    assert b"TENT-2P" not in xml[f"{order.order_id}-2.xml"]
+    assert b"TENT-2P" in xml[f"{order.order_id}-1.xml"]
+    handle = stack.client.get_workflow_handle(order.order_id)
+    await handle.signal(OrderWorkflow.shipment_confirmed, ShipmentConfirmation(
+        carrier="DPD", tracking_number="TRACK-NORD", shipment_id=nord.shipment_id))
+    view = await stack.wait_status(order.order_id, OrderStatus.PARTIALLY_SHIPPED)
+    assert [s.status for s in view.shipments] == ["handed_off", "shipped"]
+    await handle.signal(OrderWorkflow.shipment_confirmed, ShipmentConfirmation(
+        carrier="DHL", tracking_number="TRACK-MAIN"))  # no shipment id: the open one
+    assert await stack.result(order.order_id) == "completed"
+    view = await stack.view(order.order_id)
+    assert {s.shipment_id: s.tracking_number for s in view.shipments} == {
+        main.shipment_id: "TRACK-MAIN", nord.shipment_id: "TRACK-NORD"}
+    kinds = [e.kind for e in view.timeline]
+    statuses = [e.text for e in view.timeline if e.kind == "status"]
+    assert statuses.index("status partially_shipped") < statuses.index("status shipped")
+    assert kinds.count("shipped") == 2
+    shipped_mails = [m for m in mails_for(mail_catcher, str(order.customer.email))
+                     if "unterwegs" in str(m["Subject"])]
+    assert len(shipped_mails) == 2
+    bodies = sorted(m.get_content() for m in shipped_mails)
+    assert any("TRACK-NORD" in b and "LAMP-N" in b and "TENT-2P" not in b for b in bodies)
+    assert any("TRACK-MAIN" in b and "TENT-2P" in b for b in bodies)
 
 
 async def test_duplicate_submission_starts_one_workflow(stack: Stack, mail_catcher: Any) -> None:

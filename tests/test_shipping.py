@@ -21,7 +21,7 @@ from settings import PROJECT_DIR
 
 
 def test_demo_shipping_config_loads() -> None:
-    config = load_shipping_config(PROJECT_DIR / "demo" / "carriers.toml")
+    config = load_shipping_config(PROJECT_DIR / "demo" / "network.toml")
     assert {c.code for c in config.carriers} == {"DHL", "DPD", "GO"}
     assert [b.code for b in config.boxes] == ["S", "M", "L"]
     assert config.carrier("DHL") is not None and config.carrier("UPS") is None
@@ -35,7 +35,7 @@ def test_demo_shipping_config_loads() -> None:
 ])
 def test_broken_shipping_config_names_the_problem(tmp_path: Path, text: str,
                                                   message: str) -> None:
-    path = tmp_path / "carriers.toml"
+    path = tmp_path / "network.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ShippingConfigError) as caught:
         load_shipping_config(path)
@@ -43,10 +43,10 @@ def test_broken_shipping_config_names_the_problem(tmp_path: Path, text: str,
 
 
 def test_duplicate_carrier_codes_are_refused(tmp_path: Path) -> None:
-    demo = (PROJECT_DIR / "demo" / "carriers.toml").read_text(encoding="utf-8")
+    demo = (PROJECT_DIR / "demo" / "network.toml").read_text(encoding="utf-8")
     first = demo.index("[[carriers]]")
     dhl = demo[first:demo.index("[[carriers]]", first + 1)]
-    path = tmp_path / "carriers.toml"
+    path = tmp_path / "network.toml"
     path.write_text(demo + "\n" + dhl, encoding="utf-8")
     with pytest.raises(ShippingConfigError, match="duplicate code DHL"):
         load_shipping_config(path)
@@ -81,7 +81,7 @@ def test_catalog_flags_reach_the_carrier_matrix(engine: Engine, flags: dict[str,
                                                 express: bool, chosen: str | None,
                                                 reason: str | None) -> None:
     shipping = ShippingActivities(engine, load_shipping_config(
-        PROJECT_DIR / "demo" / "carriers.toml"))
+        PROJECT_DIR / "demo" / "network.toml"))
     shipment_id = _shipment_of(engine, **flags)
     choice = shipping.choose_carrier(ChooseCarrierInput(
         order_id=shipment_id[:-2], shipment_id=shipment_id,

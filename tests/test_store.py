@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,6 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
-from temporalio.exceptions import ApplicationError
 
 from activities.db import make_engine, migrate
 from activities.masterdata import MasterDataError, load_master_data
@@ -22,6 +22,7 @@ from activities.store import StoreActivities, list_products, stock_levels
 from activities.tickets import TicketActivities, list_tickets
 from models.activities import (
     AllocateShipmentInput,
+    FillBackordersInput,
     OpenTicketInput,
     OrderInput,
     RecordPaymentInput,
@@ -30,6 +31,7 @@ from models.activities import (
     ResolveTicketInput,
     StockLine,
 )
+from models.allocation import AllocationConfig, AllocationRule
 from models.orders import HoldReason, OrderIn, PaymentIn
 from models.tables import (
     Customer,
@@ -190,14 +192,19 @@ def test_check_order_knows_the_catalog(store: StoreActivities, engine: Engine) -
 # --- stock -------------------------------------------------------------------------------
 
 
+def reserved_in(result: Any) -> dict[str, str]:
+    """``{sku: warehouse}`` of the hard reservations (one warehouse per SKU here)."""
+    return {line.sku: line.warehouse for line in result.pending}
+
+
 def test_reserve_twice_reserves_once(store: StoreActivities, engine: Engine) -> None:
     warehouse = make_warehouse(engine)
     sku = make_product(engine, {warehouse: 10})
     order_id = f"o-{uid()}"
     first = reserve(store, order_id, (sku, 2), (sku, 1))  # lines of one SKU add up
     again = reserve(store, order_id, (sku, 3))
-    assert (first.reserved, first.warehouse) == (True, warehouse)
-    assert (again.reserved, again.warehouse) == (True, warehouse)
+    assert first.pending == again.pending
+    assert [(p.warehouse, p.quantity) for p in first.pending] == [(warehouse, 3)]
     assert level(engine, warehouse, sku) == (10, 3)
     assert count(engine, Reservation, Reservation.order_id == order_id) == 1
 
@@ -208,22 +215,126 @@ def test_reserve_picks_one_warehouse_by_priority(store: StoreActivities,
     tent = make_product(engine, {first: 5, second: 5, third: 5})
     stove = make_product(engine, {first: 0, second: 1, third: 9})
     result = reserve(store, f"o-{uid()}", (tent, 2), (stove, 1))
-    assert result.warehouse == second  # first lacks the stove; all-or-nothing in one place
+    # the first lacks the stove; the second ships the whole order: no split
+    assert reserved_in(result) == {tent: second, stove: second}
+    assert not result.backordered
     assert level(engine, first, tent) == (5, 0)
     assert level(engine, second, tent) == (5, 2)
     assert level(engine, second, stove) == (1, 1)
 
 
-def test_not_enough_stock_reserves_nothing(store: StoreActivities, engine: Engine) -> None:
+def test_no_single_warehouse_splits_by_priority(store: StoreActivities,
+                                                engine: Engine) -> None:
+    north, south = make_warehouse(engine, priority=1), make_warehouse(engine, priority=2)
+    tent = make_product(engine, {north: 5, south: 0})
+    stove = make_product(engine, {north: 0, south: 2})
+    order_id = f"o-{uid()}"
+    result = reserve(store, order_id, (tent, 1), (stove, 1))
+    assert reserved_in(result) == {tent: north, stove: south}
+    shipments = store.allocate_shipments(AllocateShipmentInput(order_id=order_id))
+    assert [(s.shipment_id, s.warehouse, [(ln.sku, ln.quantity) for ln in s.lines])
+            for s in shipments] == [(f"{order_id}-1", north, [(tent, 1)]),
+                                    (f"{order_id}-2", south, [(stove, 1)])]
+    assert store.allocate_shipments(AllocateShipmentInput(order_id=order_id)) == shipments
+    assert level(engine, north, tent) == (4, 0) and level(engine, south, stove) == (1, 0)
+
+
+def test_nearest_prefers_the_delivery_country(engine: Engine) -> None:
+    store = StoreActivities(engine, AllocationConfig(
+        channels={"amazon": AllocationRule(rule="nearest")}))
+    german, austrian = make_warehouse(engine, priority=1), make_warehouse(engine, priority=2)
+    with Session(engine) as session:
+        session.get(Warehouse, austrian).country = "AT"  # type: ignore[union-attr]
+        session.commit()
+    tent = make_product(engine, {german: 5, austrian: 5})
+    to_austria = store.reserve_stock(ReserveStockInput(
+        order_id=f"o-{uid()}", lines=[StockLine(sku=tent, quantity=1)], channel="amazon",
+        country="AT"))
+    by_priority = store.reserve_stock(ReserveStockInput(
+        order_id=f"o-{uid()}", lines=[StockLine(sku=tent, quantity=1)], channel="webshop",
+        country="AT"))
+    assert reserved_in(to_austria) == {tent: austrian}
+    assert reserved_in(by_priority) == {tent: german}
+
+
+def test_no_split_rule_backorders_the_whole_order(engine: Engine) -> None:
+    store = StoreActivities(engine, AllocationConfig(default=AllocationRule(split=False)))
+    north, south = make_warehouse(engine, priority=1), make_warehouse(engine, priority=2)
+    tent = make_product(engine, {north: 5})
+    stove = make_product(engine, {south: 2})
+    order_id = f"o-{uid()}"
+    result = reserve(store, order_id, (tent, 1), (stove, 1))
+    assert result.pending == []
+    assert {b.sku: b.quantity for b in result.backordered} == {tent: 1, stove: 1}
+    assert level(engine, north, tent) == (5, 0)  # nothing held while it waits
+    # stock for the stove comes into the north warehouse: now one warehouse has it all
+    with Session(engine) as session:
+        session.add(Stock(warehouse=north, sku=stove, on_hand=1))
+        session.commit()
+    assert order_id in store.fill_backorders(FillBackordersInput())
+    state = store.reservation_state(order_id)
+    assert reserved_in(state) == {tent: north, stove: north} and not state.backordered
+
+
+def test_missing_stock_is_backordered_with_an_expected_date(store: StoreActivities,
+                                                            engine: Engine) -> None:
     north, south = make_warehouse(engine), make_warehouse(engine)
     plenty = make_product(engine, {north: 10})
     scarce = make_product(engine, {north: 1, south: 2})
-    result = reserve(store, f"o-{uid()}", (plenty, 1), (scarce, 3), ("NO-SUCH-SKU", 1))
-    assert not result.reserved and result.warehouse is None
-    missing = {m.sku: (m.requested, m.available) for m in result.missing}
-    assert missing == {scarce: (3, 2), "NO-SUCH-SKU": (1, 0)}
-    assert level(engine, north, plenty) == (10, 0)
-    assert level(engine, south, scarce) == (2, 0)
+    expected = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    with Session(engine) as session:
+        row = session.exec(select(Stock).where(Stock.sku == scarce,
+                                               Stock.warehouse == south)).one()
+        row.expected_at = expected
+        session.commit()
+    result = reserve(store, f"o-{uid()}", (plenty, 1), (scarce, 4), ("NO-SUCH-SKU", 1))
+    held = {(p.warehouse, p.sku): p.quantity for p in result.pending}
+    assert held == {(north, plenty): 1, (north, scarce): 1, (south, scarce): 2}
+    short = {b.sku: (b.quantity, b.expected_at) for b in result.backordered}
+    assert short[scarce] == (1, expected)  # the stock feed's date
+    assert short["NO-SUCH-SKU"][0] == 1
+    lead = short["NO-SUCH-SKU"][1]  # no date from the feed: today + the lead time (7 days)
+    assert lead is not None and timedelta(days=6) < lead - datetime.now(UTC) <= timedelta(days=7)
+    assert level(engine, south, scarce) == (2, 2)
+
+
+def test_stock_arrival_fills_backorders_oldest_first(store: StoreActivities,
+                                                     engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    sku = make_product(engine, {warehouse: 0})
+    older, newer = f"o-{uid()}-old", f"o-{uid()}-new"
+    reserve(store, older, (sku, 2))
+    reserve(store, newer, (sku, 1))
+    with Session(engine) as session:
+        session.exec(select(Stock).where(Stock.sku == sku)).one().on_hand = 2
+        session.commit()
+    woken = store.fill_backorders(FillBackordersInput())
+    assert older in woken and newer not in woken  # the older order takes both units
+    assert [(p.sku, p.quantity) for p in store.reservation_state(older).pending] == [(sku, 2)]
+    assert store.reservation_state(older).backordered == []
+    assert [b.quantity for b in store.reservation_state(newer).backordered] == [1]
+    assert newer not in store.fill_backorders(FillBackordersInput())  # nothing free now
+    assert level(engine, warehouse, sku) == (2, 2)
+
+
+def test_later_round_after_a_shipment_is_its_own_shipment(store: StoreActivities,
+                                                          engine: Engine) -> None:
+    warehouse = make_warehouse(engine)
+    tent = make_product(engine, {warehouse: 1})
+    order_id = f"o-{uid()}"
+    reserve(store, order_id, (tent, 3))  # 1 now, 2 backordered
+    first = store.allocate_shipments(AllocateShipmentInput(order_id=order_id, round=1))
+    assert [(s.shipment_id, [ln.quantity for ln in s.lines]) for s in first] == [
+        (f"{order_id}-1", [1])]
+    with Session(engine) as session:
+        session.exec(select(Stock).where(Stock.sku == tent)).one().on_hand += 5
+        session.commit()
+    assert order_id in store.fill_backorders(FillBackordersInput(order_id=order_id))
+    second = store.allocate_shipments(AllocateShipmentInput(order_id=order_id, round=2))
+    assert [(s.shipment_id, [ln.quantity for ln in s.lines]) for s in second] == [
+        (f"{order_id}-2", [2])]
+    assert store.allocate_shipments(AllocateShipmentInput(order_id=order_id, round=2)) == second
+    assert level(engine, warehouse, tent) == (3, 0)
 
 
 def test_release_returns_stock_once(store: StoreActivities, engine: Engine) -> None:
@@ -243,14 +354,13 @@ def test_allocate_takes_stock_off_once(store: StoreActivities, engine: Engine) -
     tent, stove = make_product(engine, {warehouse: 10}), make_product(engine, {warehouse: 3})
     order_id = f"o-{uid()}"
     reserve(store, order_id, (tent, 2), (stove, 1))
-    shipment = store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
-    again = store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
-    assert shipment == again
+    [shipment] = store.allocate_shipments(AllocateShipmentInput(order_id=order_id))
+    assert store.allocate_shipments(AllocateShipmentInput(order_id=order_id)) == [shipment]
     assert (shipment.shipment_id, shipment.warehouse) == (f"{order_id}-1", warehouse)
     assert level(engine, warehouse, tent) == (8, 0)
     assert level(engine, warehouse, stove) == (2, 0)
     assert store.release_stock(ReleaseStockInput(order_id=order_id)) == 0  # consumed stays
-    assert reserve(store, order_id, (tent, 2)).reserved  # and a retry reserves nothing
+    assert not reserve(store, order_id, (tent, 2)).pending  # and a retry reserves nothing
     assert level(engine, warehouse, tent) == (8, 0)
     assert count(engine, Shipment, Shipment.order_id == order_id) == 1
 
@@ -260,7 +370,7 @@ def test_cancel_after_allocation_restocks_once(store: StoreActivities, engine: E
     tent, stove = make_product(engine, {warehouse: 10}), make_product(engine, {warehouse: 3})
     order_id = f"o-{uid()}"
     reserve(store, order_id, (tent, 2), (stove, 1))
-    store.allocate_shipment(AllocateShipmentInput(order_id=order_id))
+    store.allocate_shipments(AllocateShipmentInput(order_id=order_id))
     assert level(engine, warehouse, tent) == (8, 0)
     restock = ReleaseStockInput(order_id=order_id, restock_allocated=True)
     assert store.release_stock(restock) == 2
@@ -269,10 +379,8 @@ def test_cancel_after_allocation_restocks_once(store: StoreActivities, engine: E
     assert level(engine, warehouse, stove) == (3, 0)
 
 
-def test_allocate_without_reservation_fails_for_good(store: StoreActivities) -> None:
-    with pytest.raises(ApplicationError) as caught:
-        store.allocate_shipment(AllocateShipmentInput(order_id=f"o-{uid()}"))
-    assert caught.value.type == "NothingReserved" and caught.value.non_retryable
+def test_allocate_without_reservation_makes_no_shipment(store: StoreActivities) -> None:
+    assert store.allocate_shipments(AllocateShipmentInput(order_id=f"o-{uid()}")) == []
 
 
 def test_last_units_go_to_exactly_as_many_orders(store: StoreActivities,
@@ -282,9 +390,10 @@ def test_last_units_go_to_exactly_as_many_orders(store: StoreActivities,
     prefix = f"o-{uid()}"
     results = in_threads(10, lambda i: reserve(store, f"{prefix}-{i}", (sku, 1)))
     assert sum(r.reserved for r in results) == 5
-    assert all(r.missing[0].available == 0 for r in results if not r.reserved)
+    assert all(r.backordered[0].quantity == 1 for r in results if not r.reserved)
     assert level(engine, warehouse, sku) == (5, 5)
-    assert count(engine, Reservation, Reservation.sku == sku) == 5
+    assert count(engine, Reservation, Reservation.sku == sku,
+                 Reservation.state == "reserved") == 5
 
 
 # --- tickets and payments ----------------------------------------------------------------
@@ -352,15 +461,15 @@ def fresh_engine(tmp_path: Path) -> Any:
 
 def test_load_master_data_is_idempotent(fresh_engine: Engine) -> None:
     first = load_master_data(fresh_engine, DEMO_MASTERDATA)
-    assert (first["warehouses"], first["products"], first["stock"]) == (1, 11, 11)
-    assert first["created"] == 23 and first["updated"] == 0
+    assert (first["warehouses"], first["products"], first["stock"]) == (2, 12, 13)
+    assert first["created"] == 27 and first["updated"] == 0
     with Session(fresh_engine) as session:  # stock moved since: a reload must keep it
         row = session.exec(select(Stock).where(Stock.sku == "TENT-2P")).one()
         row.on_hand, row.reserved = 7, 2
         session.add(row)
         session.commit()
     second = load_master_data(fresh_engine, DEMO_MASTERDATA)
-    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 23)
+    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 27)
     assert level(fresh_engine, "MAIN", "TENT-2P") == (7, 2)
     assert level(fresh_engine, "MAIN", "LANTERN-OLD") == (0, 0)
     (tent,) = [p for p in list_products(fresh_engine) if p["sku"] == "TENT-2P"]

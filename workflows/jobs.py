@@ -5,6 +5,12 @@ DISPATCHNOTIFICATION files in its FTP outbox) becomes ``shipment_confirmed`` sig
 orders. Each file is archived after its orders were signalled, or moved to the error folder
 with a ticket when it cannot be read. A file's content is processed once: a second run, or a
 run after a crash halfway, finds it recorded; an order ignores a repeated confirmation.
+
+``StockSyncWorkflow``: the partner's stock lists (XML in its FTP stock folder) set absolute
+stock levels in batches; each file is archived, or rejected with a ticket. Then
+``WakeBackordersWorkflow`` (also started by ``POST /stock-lists``) reserves the stock for
+backordered lines, oldest order first, and signals ``stock_arrived`` to each order that got
+some, in that order.
 """
 
 from __future__ import annotations
@@ -17,18 +23,22 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.advice import AdviceActivities
+    from activities.stock import StockActivities
+    from activities.store import StoreActivities
     from activities.tickets import TicketActivities
     from models.activities import (
         AdviceConfirmation,
+        FillBackordersInput,
         FinishAdviceInput,
         OpenTicketInput,
         ReadAdviceInput,
         ReadAdviceResult,
+        StockImportResult,
     )
     from models.orders import ShipmentConfirmation
     from workflows.order import OrderWorkflow
 
-__all__ = ["ShippingAdviceImportWorkflow"]
+__all__ = ["ShippingAdviceImportWorkflow", "StockSyncWorkflow", "WakeBackordersWorkflow"]
 
 _OPTIONS = {
     "start_to_close_timeout": timedelta(minutes=2),
@@ -117,3 +127,91 @@ class ShippingAdviceImportWorkflow:
             OpenTicketInput(order_id=None, key=f"advice-{result.file.sha256[:32]}",
                             kind="import", title=text[:200], body=text),
             summary="open a ticket for the import", **_OPTIONS)
+
+
+@workflow.defn
+class WakeBackordersWorkflow:
+    """Reserve free stock for backordered lines (oldest order first), then wake each order
+    that got some, in that order."""
+
+    def __init__(self) -> None:
+        self.summary = {"woken": 0, "gone": 0}
+
+    @workflow.run
+    async def run(self) -> dict[str, int]:
+        workflow.set_current_details("reserving stock for backordered lines, oldest first")
+        woken: list[str] = await workflow.execute_activity_method(
+            StoreActivities.fill_backorders, FillBackordersInput(),
+            summary="reserve free stock for backordered lines, oldest order first", **_OPTIONS)
+        for order_id in woken:
+            handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run, order_id)
+            try:
+                await handle.signal(OrderWorkflow.stock_arrived)
+                self.summary["woken"] += 1
+            except FailureError:  # closed meanwhile (cancelled): its release returns it
+                self.summary["gone"] += 1
+        workflow.set_current_details(f"done: {self.summary['woken']} order(s) woken"
+                                     + (f": {', '.join(woken[:20])}" if woken else ""))
+        return self.summary
+
+
+@workflow.defn
+class StockSyncWorkflow:
+    """Import every stock list in the partner's stock folder, then wake backorders."""
+
+    def __init__(self) -> None:
+        self.summary = {"files": 0, "applied": 0, "rows": 0, "rejected": 0, "skipped": 0,
+                        "woken": 0}
+
+    @workflow.run
+    async def run(self) -> dict[str, int]:
+        names: list[str] = await workflow.execute_activity_method(
+            StockActivities.list_stock_files, summary="list the partner's stock lists",
+            **_OPTIONS)
+        for name in names:
+            self.summary["files"] += 1
+            workflow.set_current_details(f"importing {name} ({self.summary['files']} of "
+                                         f"{len(names)})")
+            await self._import(name)
+        if self.summary["applied"]:
+            wake = await workflow.execute_child_workflow(
+                WakeBackordersWorkflow.run, id=f"{workflow.info().workflow_id}-wake")
+            self.summary["woken"] = wake["woken"]
+        workflow.set_current_details(
+            f"done: {self.summary['applied']} stock list(s) applied ({self.summary['rows']} "
+            f"rows), {self.summary['rejected']} rejected, {self.summary['skipped']} already "
+            f"imported, {self.summary['woken']} backordered order(s) woken")
+        return self.summary
+
+    @workflow.query(description="Progress of this stock sync")
+    def progress(self) -> dict[str, int]:
+        return self.summary
+
+    async def _import(self, name: str) -> None:
+        result: StockImportResult = await workflow.execute_activity_method(
+            StockActivities.import_stock_file, name, summary=f"apply {name}",
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
+        if result.already_done:
+            self.summary["skipped"] += 1
+            if result.file.sha256:
+                await self._finish(result)
+            return
+        if result.error is not None:
+            self.summary["rejected"] += 1
+            text = f"stock list {name} rejected, nothing applied: {result.error}"
+            await workflow.execute_activity_method(
+                TicketActivities.open_ticket,
+                OpenTicketInput(order_id=None, key=f"stock-{result.file.sha256[:32]}",
+                                kind="import", title=text[:200], body=text),
+                summary="open a ticket for the rejected stock list", **_OPTIONS)
+        else:
+            self.summary["applied"] += 1
+            self.summary["rows"] += result.summary.rows if result.summary else 0
+        await self._finish(result)
+
+    async def _finish(self, result: StockImportResult) -> None:
+        await workflow.execute_activity_method(
+            StockActivities.finish_stock_file, result,
+            summary=f"move {result.file.name} to the "
+                    f"{'error' if result.error else 'archive'} folder", **_OPTIONS)

@@ -8,6 +8,7 @@ body as ``GET /orders/{order_id}``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import idna  # noqa: F401
 
     from activities.handoff_http import PARTNER_REJECTED
-    from models.activities import ReserveStockInput, StockLine
+    from models.activities import ReservationState, ReserveStockInput, StockLine
     from models.orders import (
         CLOSED_STATUSES,
         STATUS_QUERY,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         ReleaseInput,
         ShipmentConfirmation,
+        ShipmentView,
     )
     from models.rules import compute_totals
     from models.workflow_io import OrderWorkflowInput, format_duration, german_duration
@@ -66,7 +68,15 @@ class OrderWorkflow(OrderSteps):
         self._release: ReleaseInput | None = None
         self._cancel: CancelInput | None = None
         self._hold: HoldInput | None = None
-        self._confirmation: ShipmentConfirmation | None = None
+        self._confirmations: list[ShipmentConfirmation] = []  # received, not yet applied
+        self._seen_confirmations: set[tuple[str, str]] = set()
+        self._stock_arrived = False
+        self._reservation = ReservationState()
+        self._round = 1  # allocation round: one more per later delivery of backordered lines
+        # Shipments whose confirmation timer ran out. The timers decide, not a comparison with
+        # workflow.now(): a decision on the clock can differ when a history is replayed.
+        self._overdue: list[str] = []
+        self._deadlines: dict[str, asyncio.Task[None]] = {}
         self._payments_seen = 0
 
     # --- the lifecycle -----------------------------------------------------------------
@@ -78,14 +88,11 @@ class OrderWorkflow(OrderSteps):
             await self._check()
             await self._reserve()
             await self.send_customer_mail("confirmation", "order_confirmation")
+            if self._reservation.backordered:
+                await self.notify_backorder(self._reservation)
             await self._await_payment()
             await self._checkpoint()
-            await self.allocate()
-            await self._choose_carrier()
-            await self._checkpoint()
-            await self._hand_off()
-            await self._await_shipment()
-            await self.notify_shipped(self._confirmation_or_fail())
+            await self._fulfil()
             await self._checkpoint()
             await self.invoice()
             if self.order.payment.method == "invoice":
@@ -103,40 +110,163 @@ class OrderWorkflow(OrderSteps):
             await self._hold_until_released(holds, kind="hold")
 
     async def _reserve(self) -> None:
-        lines = [StockLine(sku=line.sku, quantity=line.quantity) for line in self.order.lines]
-        while True:
-            result = await self.reserve(ReserveStockInput(order_id=self.order_id, lines=lines))
-            if result.reserved:
-                return
-            detail = ", ".join(
-                f"{m.sku}: {m.requested} wanted, {m.available} available" for m in result.missing
-            )
-            await self._hold_until_released(
-                [HoldView(reason=HoldReason.OUT_OF_STOCK, detail=detail)],
-                kind="backorder", status=OrderStatus.BACKORDERED,
-            )
+        order = self.order
+        lines = [StockLine(sku=line.sku, quantity=line.quantity) for line in order.lines]
+        self._reservation = await self.reserve(ReserveStockInput(
+            order_id=self.order_id, lines=lines, channel=order.channel,
+            country=order.delivery_address.country))
 
-    async def _choose_carrier(self) -> None:
+    async def _fulfil(self) -> None:
+        """Ship every line: allocate what is reserved into shipments (one per warehouse),
+        hand each off, and wait for each one's confirmation with its own timeout; lines that
+        were backordered follow in later rounds when the stock sync wakes the order."""
         while True:
-            choice = await self.choose_carrier()
+            await self._checkpoint(cancellable=not self._handed_off_any())
+            state = self._reservation
+            if state.pending and (state.partial_delivery or not state.backordered):
+                await self._ship_round()
+                continue
+            await self._apply_confirmations()
+            await self._escalate_due()
+            unshipped = [s for s in self.view.shipments if s.status != "shipped"]
+            if not unshipped and not state.backordered and not state.pending:
+                return
+            self._show_fulfilment()
+            await workflow.wait_condition(
+                lambda: bool(self._confirmations) or bool(self._overdue) or self._stock_arrived
+                or self._release is not None or self._hold is not None
+                or (not self._handed_off_any() and self._cancel is not None))
+            if self._stock_arrived or self._release is not None:
+                release, self._release, self._stock_arrived = self._release, None, False
+                if release is not None:
+                    note = f": {release.note}" if release.note else ""
+                    self.event("released", f"backorder released by {release.by}{note}")
+                self._reservation = await self.refresh_reservation(fill=release is not None)
+
+    async def _ship_round(self) -> None:
+        shipments = await self.allocate(self._round)
+        self._reservation = self._reservation.model_copy(update={"pending": []})
+        if not shipments:
+            return
+        self._round += 1
+        for shipment in shipments:
+            await self._choose_carrier(shipment)
+            await self._checkpoint(cancellable=not self._handed_off_any())
+            await self._hand_off(shipment)
+            self._deadlines[shipment.shipment_id] = asyncio.create_task(
+                self._confirmation_deadline(shipment.shipment_id))
+            self._update_shipping_status()
+
+    async def _confirmation_deadline(self, shipment_id: str) -> None:
+        await workflow.sleep(self.policy.ship_confirmation_timeout,
+                             summary=f"shipping confirmation of {shipment_id} due")
+        self._overdue.append(shipment_id)
+
+    async def _choose_carrier(self, shipment: ShipmentView) -> None:
+        while True:
+            choice = await self.choose_carrier(shipment)
             if choice.decision.chosen is not None:
                 return
             await self._hold_until_released(
-                [HoldView(reason=HoldReason.NO_CARRIER, detail=choice.explanation)],
-                kind="no-carrier")
+                [HoldView(reason=HoldReason.NO_CARRIER,
+                          detail=f"{shipment.shipment_id}: {choice.explanation}")],
+                kind="no-carrier",
+                cancellable=not self._handed_off_any())
 
-    async def _hand_off(self) -> None:
+    async def _hand_off(self, shipment: ShipmentView) -> None:
         while True:
             try:
-                await self.hand_off()
+                await self.hand_off(shipment)
                 return
             except ActivityError as err:
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == PARTNER_REJECTED):
                     raise
                 await self._hold_until_released(
-                    [HoldView(reason=HoldReason.HANDOFF_REJECTED, detail=cause.message)],
-                    kind="handoff")
+                    [HoldView(reason=HoldReason.HANDOFF_REJECTED,
+                              detail=f"{shipment.shipment_id}: {cause.message}")],
+                    kind="handoff",
+                    cancellable=not self._handed_off_any())
+
+    async def _apply_confirmations(self) -> None:
+        """Match each received confirmation to its shipment and tell the customer; one that
+        fits no shipment yet waits while backordered lines may still make one."""
+        waiting: list[ShipmentConfirmation] = []
+        while self._confirmations:
+            confirmation = self._confirmations.pop(0)
+            shipment = self._shipment_for(confirmation)
+            if shipment is None:
+                if self._reservation.backordered or self._reservation.pending:
+                    waiting.append(confirmation)
+                else:
+                    self.event("signal", f"shipping confirmation {confirmation.tracking_number}"
+                                         " ignored: it matches no open shipment")
+                continue
+            deadline = self._deadlines.pop(shipment.shipment_id, None)
+            if deadline is not None and not deadline.done():
+                deadline.cancel()
+            await self.notify_shipped(shipment, confirmation)
+            if shipment.escalated:
+                await self.resolve_escalation(shipment, confirmation)
+            self._update_shipping_status()
+        self._confirmations = waiting
+
+    def _shipment_for(self, confirmation: ShipmentConfirmation) -> ShipmentView | None:
+        open_ = [s for s in self.view.shipments if s.status != "shipped"]
+        if confirmation.shipment_id:
+            return next((s for s in open_ if s.shipment_id == confirmation.shipment_id), None)
+        handed = [s for s in open_ if s.status == "handed_off"]
+        same_carrier = [s for s in handed if s.carrier == confirmation.carrier]
+        return (same_carrier or handed or open_ or [None])[0]
+
+    async def _escalate_due(self) -> None:
+        overdue, self._overdue = self._overdue, []
+        for shipment in self.view.shipments:
+            if (shipment.shipment_id in overdue and shipment.status == "handed_off"
+                    and not shipment.escalated):
+                await self.escalate(shipment, self.policy.ship_confirmation_timeout)
+
+    def _handed_off_any(self) -> bool:
+        return any(s.status in ("handed_off", "shipped") for s in self.view.shipments)
+
+    def _update_shipping_status(self) -> None:
+        shipments = self.view.shipments
+        shipped = [s for s in shipments if s.status == "shipped"]
+        complete = not self._reservation.backordered and not self._reservation.pending
+        if shipments and len(shipped) == len(shipments) and complete:
+            self.set_status(OrderStatus.SHIPPED)
+        elif shipped:
+            self.set_status(OrderStatus.PARTIALLY_SHIPPED)
+        elif self._handed_off_any():
+            self.set_status(OrderStatus.HANDED_OFF)
+
+    def _show_fulfilment(self) -> None:
+        """Status and details line while the order waits for confirmations or stock."""
+        state = self._reservation
+        waiting = [f"{s.shipment_id} ({s.warehouse}, "
+                   + ("escalated, " if s.escalated else "") + "handed off "
+                   + (f"{s.handed_off_at:%Y-%m-%d %H:%M} UTC" if s.handed_off_at else "") + ")"
+                   for s in self.view.shipments if s.status == "handed_off"]
+        parts = []
+        if waiting:
+            parts.append("waiting for the shipping confirmation of " + ", ".join(waiting))
+        if state.backordered:
+            parts.append("waiting for stock of " + ", ".join(
+                f"{b.sku} x{b.quantity}" + (f" (expected {b.expected_at:%Y-%m-%d})"
+                                            if b.expected_at else "")
+                for b in state.backordered))
+        if not self._handed_off_any() and state.backordered:
+            detail = ", ".join(f"{b.sku} x{b.quantity}" for b in state.backordered)
+            if not self.view.hold_reasons:
+                self.view.hold_reasons = [HoldView(reason=HoldReason.OUT_OF_STOCK,
+                                                   detail=f"backordered: {detail}")]
+                self.set_hold_attribute(HoldReason.OUT_OF_STOCK.value)
+            self.set_status(OrderStatus.BACKORDERED)
+        elif self.view.hold_reasons and self.view.status == OrderStatus.BACKORDERED:
+            self.view.hold_reasons = []
+            self.set_hold_attribute(None)
+        self._update_shipping_status()
+        self.wait_for("; ".join(parts))
 
     async def _await_payment(self) -> None:
         method = self.order.payment.method
@@ -170,20 +300,6 @@ class OrderWorkflow(OrderSteps):
         )
         raise OrderCancelled
 
-    async def _await_shipment(self) -> None:
-        shipment = self.view.shipments[0]
-        self.wait_for(f"waiting for the shipping confirmation of {shipment.shipment_id} "
-                      f"since {workflow.now():%Y-%m-%d %H:%M} UTC")
-        confirmed = await self._wait(lambda: self._confirmation is not None,
-                                     self.policy.ship_confirmation_timeout, cancellable=False)
-        if confirmed:
-            return
-        await self.escalate(shipment.shipment_id)
-        self.wait_for(f"escalated: no shipping confirmation for {shipment.shipment_id} after "
-                      f"{format_duration(self.policy.ship_confirmation_timeout)}; still waiting")
-        await self._wait(lambda: self._confirmation is not None, None, cancellable=False)
-        await self.resolve_escalation(self._confirmation_or_fail())
-
     async def _wait_paid_in_full(self, what: str) -> None:
         self.wait_for(f"waiting for {what}: {self.open_amount()} {self.order.currency} open")
         await self._wait(self.paid_in_full, None, cancellable=False)
@@ -202,23 +318,28 @@ class OrderWorkflow(OrderSteps):
         self, done: Callable[[], bool], timeout: timedelta | None, *, cancellable: bool = True
     ) -> bool:
         """Wait until ``done()`` or the timeout; a staff hold pauses the wait (the clock keeps
-        running), a cancel ends it. Returns whether ``done()`` became true."""
-        deadline = None if timeout is None else workflow.now() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - workflow.now()
-            if remaining is not None and remaining <= timedelta(0):
-                return done()
-            try:
+        running), a cancel ends it. Returns whether ``done()`` became true. The timeout is a
+        timer that runs out, never a comparison with ``workflow.now()``, so a replay takes
+        the same path."""
+        expired = False
+
+        async def run_out(duration: timedelta) -> None:
+            nonlocal expired
+            await workflow.sleep(duration)
+            expired = True
+
+        timer = asyncio.create_task(run_out(timeout)) if timeout is not None else None
+        try:
+            while True:
                 await workflow.wait_condition(
-                    lambda: done() or self._hold is not None
-                    or (cancellable and self._cancel is not None),
-                    timeout=remaining,
-                )
-            except TimeoutError:
-                return done()
-            if done():
-                return True
-            await self._checkpoint(cancellable=cancellable)
+                    lambda: done() or expired or self._hold is not None
+                    or (cancellable and self._cancel is not None))
+                if done() or expired:
+                    return done()
+                await self._checkpoint(cancellable=cancellable)
+        finally:
+            if timer is not None and not timer.done():
+                timer.cancel()
 
     async def _checkpoint(self, *, cancellable: bool = True) -> None:
         """Between steps: apply a pending cancel or staff hold."""
@@ -245,12 +366,6 @@ class OrderWorkflow(OrderSteps):
         release, self._release = self._release, None
         await self.release_hold(release, resume_status=previous)
         self.wait_for(waiting_for)
-
-    def _confirmation_or_fail(self) -> ShipmentConfirmation:
-        if self._confirmation is None:
-            raise ApplicationError("no shipping confirmation", type="InvalidState",
-                                   non_retryable=True)
-        return self._confirmation
 
     # --- signals and the query ---------------------------------------------------------
 
@@ -286,16 +401,25 @@ class OrderWorkflow(OrderSteps):
         description="The partner shipped: {carrier, tracking_number, shipped_at, shipment_id?}"
     )
     def shipment_confirmed(self, input: ShipmentConfirmation) -> None:
-        if self._confirmation is not None:
+        key = (input.shipment_id or "", input.tracking_number)
+        if key in self._seen_confirmations or any(
+                s.tracking_number == input.tracking_number for s in self.view.shipments):
             self.event("signal", f"duplicate shipping confirmation {input.tracking_number} "
                                  "ignored")
             return
-        if self.view.status in CLOSED_STATUSES:
+        if self.view.status in CLOSED_STATUSES or self.view.status in (
+                OrderStatus.SHIPPED, OrderStatus.INVOICED):
             self.event("signal", f"shipping confirmation ignored: order is {self.view.status}")
             return
-        self._confirmation = input
+        self._seen_confirmations.add(key)
+        self._confirmations.append(input)
         self.event("shipment_confirmed", f"shipping confirmation received: {input.carrier} "
                                          f"{input.tracking_number}")
+
+    @workflow.signal(description="Stock arrived for backordered lines (the stock sync sends "
+                                 "it after reserving them): no input")
+    def stock_arrived(self) -> None:
+        self._stock_arrived = True
 
     @workflow.query(name=STATUS_QUERY, description="The order as GET /orders/{order_id} shows it")
     def status(self) -> OrderView:

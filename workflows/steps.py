@@ -27,13 +27,14 @@ with workflow.unsafe.imports_passed_through():
         CheckOrderResult,
         ChooseCarrierInput,
         DocumentInput,
+        FillBackordersInput,
         HandOffInput,
         OpenTicketInput,
         OrderInput,
         RecordPaymentInput,
         ReleaseStockInput,
+        ReservationState,
         ReserveStockInput,
-        ReserveStockResult,
         ResolveTicketInput,
         SendMailInput,
     )
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         TicketView,
         TimelineEvent,
         Totals,
+        shipment_lines,
     )
     from models.workflow_io import OrderWorkflowInput, format_duration
 
@@ -76,7 +78,7 @@ class OrderSteps:
         self.policy = input.policy
         self._hold_count = 0
         self._hold_key = ""
-        self._tracking_template: str | None = None  # the chosen carrier's tracking link
+        self._tracking_templates: dict[str, str] = {}  # shipment -> its carrier's link
         self.view = OrderView(
             order_id=order.order_id, channel=order.channel, external_id=order.external_id,
             status=OrderStatus.RECEIVED, payment_method=order.payment.method,
@@ -102,6 +104,10 @@ class OrderSteps:
             self.view.status = status
             workflow.upsert_search_attributes([_STATUS.value_set(status.value)])
             self.event("status", f"status {status.value}")
+
+    def set_hold_attribute(self, reasons: str | None) -> None:
+        workflow.upsert_search_attributes(
+            [_HOLD.value_set(reasons) if reasons else _HOLD.value_unset()])
 
     def set_payment_status(self, status: PaymentStatus) -> None:
         if self.view.payment_status != status:
@@ -136,13 +142,50 @@ class OrderSteps:
             self.event("checked", "checks passed")
         return result.holds
 
-    async def reserve(self, input: ReserveStockInput) -> ReserveStockResult:
+    async def reserve(self, input: ReserveStockInput) -> ReservationState:
         self.wait_for("reserving stock")
-        result: ReserveStockResult = await self._activity(
-            StoreActivities.reserve_stock, input, "reserve stock for every line")
-        if result.reserved:
-            self.event("reserved", f"stock reserved in warehouse {result.warehouse}")
-        return result
+        state: ReservationState = await self._activity(
+            StoreActivities.reserve_stock, input, "reserve stock by the channel's rule")
+        self._reservation_event(state)
+        return state
+
+    async def refresh_reservation(self, *, fill: bool) -> ReservationState:
+        """Read the order's reservations again (after the stock sync filled some of its
+        backordered lines); with ``fill`` try to fill them first (a staff release)."""
+        if fill:
+            await self._activity(StoreActivities.fill_backorders,
+                                 FillBackordersInput(order_id=self.order_id),
+                                 "reserve backordered lines from free stock")
+        state: ReservationState = await self._activity(
+            StoreActivities.reservation_state, self.order_id, "read the reservations")
+        self._reservation_event(state)
+        return state
+
+    def _reservation_event(self, state: ReservationState) -> None:
+        parts = []
+        if state.pending:
+            parts.append("reserved: " + ", ".join(
+                f"{line.sku} x{line.quantity} in {line.warehouse}" for line in state.pending))
+        if state.backordered:
+            parts.append("backordered: " + ", ".join(
+                f"{line.sku} x{line.quantity}" + (f" (expected {line.expected_at:%Y-%m-%d})"
+                                                  if line.expected_at else "")
+                for line in state.backordered))
+        text = "; ".join(parts) or "nothing reserved"
+        if state.explanation:
+            text += f" ({state.explanation})"
+        self.event("reserved" if state.pending else "backordered", text)
+
+    async def notify_backorder(self, state: ReservationState) -> None:
+        lines = {line.sku: line for line in self.order.lines}
+        backordered = [{"sku": b.sku, "name": lines[b.sku].name if b.sku in lines else b.sku,
+                        "quantity": b.quantity,
+                        "expected_at": b.expected_at.isoformat() if b.expected_at else None}
+                       for b in state.backordered]
+        await self.send_customer_mail(
+            "backorder", "backorder_notice",
+            extra={"backordered": backordered,
+                   "partial_delivery": state.partial_delivery and bool(state.pending)})
 
     async def put_on_hold(self, holds: list[HoldView], *, kind: str,
                           status: OrderStatus) -> None:
@@ -179,17 +222,24 @@ class OrderSteps:
             OrderStatus.ON_HOLD, OrderStatus.BACKORDERED) else OrderStatus.RECEIVED
         self.set_status(resume)
 
-    async def allocate(self) -> None:
-        self.set_status(OrderStatus.ALLOCATING)
-        self.wait_for("allocating the shipment")
-        shipment = await self._activity(
-            StoreActivities.allocate_shipment, AllocateShipmentInput(order_id=self.order_id),
-            "turn the reservations into a shipment")
-        self.view.shipments = [shipment]
-        self.event("allocated", f"shipment {shipment.shipment_id} from {shipment.warehouse}")
+    async def allocate(self, round_: int) -> list[ShipmentView]:
+        if not any(s.status != "allocated" for s in self.view.shipments):
+            self.set_status(OrderStatus.ALLOCATING)
+        self.wait_for("allocating the shipments")
+        shipments: list[ShipmentView] = await self._activity(
+            StoreActivities.allocate_shipments,
+            AllocateShipmentInput(order_id=self.order_id, round=round_),
+            "turn the reservations into shipments (one per warehouse)")
+        known = {s.shipment_id for s in self.view.shipments}
+        self.view.shipments += [s for s in shipments if s.shipment_id not in known]
+        for shipment in shipments:
+            items = ", ".join(f"{line.sku} x{line.quantity}" for line in shipment.lines)
+            self.event("allocated", f"shipment {shipment.shipment_id} from {shipment.warehouse}:"
+                                    f" {items}")
+        return [s for s in self.view.shipments if s.shipment_id in
+                {shipment.shipment_id for shipment in shipments}]
 
-    async def choose_carrier(self) -> CarrierChoice:
-        shipment = self.view.shipments[0]
+    async def choose_carrier(self, shipment: ShipmentView) -> CarrierChoice:
         self.wait_for(f"choosing a carrier for {shipment.shipment_id}")
         order = self.order
         choice: CarrierChoice = await self._activity(
@@ -202,17 +252,18 @@ class OrderSteps:
         chosen, parcel = choice.decision.chosen, choice.parcel
         size = f"{parcel.weight_g} g, {parcel.length_mm}x{parcel.width_mm}x{parcel.height_mm} mm"
         if chosen is None:
-            self.event("carrier", f"no carrier fits the parcel ({size}):\n{choice.explanation}")
+            self.event("carrier", f"no carrier fits {shipment.shipment_id} ({size}):"
+                                  f"\n{choice.explanation}")
             return choice
         shipment.carrier = chosen.carrier
-        self._tracking_template = choice.tracking_url
+        if choice.tracking_url:
+            self._tracking_templates[shipment.shipment_id] = choice.tracking_url
         workflow.upsert_search_attributes([_CARRIER.value_set(chosen.carrier)])
         self.event("carrier", f"carrier {chosen.carrier} for {shipment.shipment_id} ({size}):"
                               f"\n{choice.explanation}")
         return choice
 
-    async def hand_off(self) -> None:
-        shipment = self.view.shipments[0]
+    async def hand_off(self, shipment: ShipmentView) -> None:
         self.wait_for(f"handing off {shipment.shipment_id} to the fulfillment partner")
         doc_input = DocumentInput(order=self.view, shipment=shipment)
         note = await self._activity(DocumentActivities.create_delivery_note, doc_input,
@@ -233,16 +284,19 @@ class OrderSteps:
                 "upload the order XML and delivery note to the partner")
             partner, files = result.partner, result.files
         shipment.status = "handed_off"
+        shipment.handed_off_at = workflow.now()
         shipment.files = files
-        self.set_status(OrderStatus.HANDED_OFF)
-        self.event("handed_off", f"handed off to {partner}: {', '.join(files)}")
+        self.event("handed_off", f"{shipment.shipment_id} handed off to {partner}: "
+                                 f"{', '.join(files)}")
 
     async def _mail_partner(self, shipment: ShipmentView,
                             document_ids: list[str]) -> tuple[str, list[str]]:
         """The e-mail channel: the shipment order to the partner's address, once."""
         to = self.policy.partner_email
         context = {"handoff": self.view.model_dump(mode="json"),
-                   "shipment": shipment.model_dump(mode="json")}
+                   "shipment": shipment.model_dump(mode="json"),
+                   "lines": [line.model_dump(mode="json")
+                             for line in shipment_lines(self.view, shipment)]}
         result = await self._activity(
             MailActivities.send_mail,
             SendMailInput(order_id=self.order_id, key=f"handoff-{shipment.shipment_id}",
@@ -251,43 +305,53 @@ class OrderSteps:
             "mail the delivery note and order XML to the partner")
         return to, [f"mailto:{to} ({result.message_id})"]
 
-    async def escalate(self, shipment_id: str) -> None:
+    async def escalate(self, shipment: ShipmentView, timeout: timedelta) -> None:
         ticket = await self._activity(
             TicketActivities.open_ticket,
-            OpenTicketInput(order_id=self.order_id, key="escalation-ship", kind="escalation",
-                            title=f"Order {self.order_id}: no shipping confirmation",
-                            body=f"Shipment {shipment_id} handed off, not confirmed within "
-                                 f"{format_duration(self.policy.ship_confirmation_timeout)}."),
+            OpenTicketInput(order_id=self.order_id, key=f"escalation-{shipment.shipment_id}",
+                            kind="escalation",
+                            title=f"Order {self.order_id}: no shipping confirmation for "
+                                  f"{shipment.shipment_id}",
+                            body=f"Shipment {shipment.shipment_id} ({shipment.warehouse}) handed "
+                                 f"off, not confirmed within {format_duration(timeout)}."),
             "open an escalation ticket")
         self._add_ticket(ticket)
+        shipment.escalated = True
         self.view.escalated = True
         workflow.upsert_search_attributes([_ESCALATED.value_set(True)])
-        self.event("escalated", f"no shipping confirmation; ticket #{ticket.ticket_id}")
+        self.event("escalated", f"no shipping confirmation for {shipment.shipment_id}; "
+                                f"ticket #{ticket.ticket_id}")
 
-    async def resolve_escalation(self, confirmation: ShipmentConfirmation) -> None:
+    async def resolve_escalation(self, shipment: ShipmentView,
+                                 confirmation: ShipmentConfirmation) -> None:
         ticket = await self._activity(
             TicketActivities.resolve_ticket,
-            ResolveTicketInput(order_id=self.order_id, key="escalation-ship", by="system",
-                               note=f"confirmed late: {confirmation.tracking_number}"),
+            ResolveTicketInput(order_id=self.order_id, key=f"escalation-{shipment.shipment_id}",
+                               by="system", note=f"confirmed late: {confirmation.tracking_number}"),
             "resolve the escalation ticket")
         if ticket is not None:
             self._add_ticket(ticket)
 
-    async def notify_shipped(self, confirmation: ShipmentConfirmation) -> None:
-        shipment = self.view.shipments[0]
+    async def notify_shipped(self, shipment: ShipmentView,
+                             confirmation: ShipmentConfirmation) -> None:
         shipment.status = "shipped"
         shipment.tracking_number = confirmation.tracking_number
         shipment.shipped_at = confirmation.shipped_at or workflow.now()
-        template = (self._tracking_template if confirmation.carrier == shipment.carrier
-                    and self._tracking_template else self.policy.tracking_url)
+        template = self._tracking_templates.get(shipment.shipment_id)
+        if confirmation.carrier != shipment.carrier or not template:
+            template = self.policy.tracking_url
         shipment.tracking_url = template.format(
             carrier=confirmation.carrier, tracking_number=confirmation.tracking_number)
         shipment.carrier = confirmation.carrier
         workflow.upsert_search_attributes([_CARRIER.value_set(confirmation.carrier),
                                            _TRACKING.value_set(confirmation.tracking_number)])
-        self.set_status(OrderStatus.SHIPPED)
-        await self.send_customer_mail(f"shipped-{shipment.shipment_id}", "shipping_confirmation",
-                                      extra={"shipment": shipment.model_dump(mode="json")})
+        self.event("shipped", f"{shipment.shipment_id} shipped with {confirmation.carrier} "
+                              f"{confirmation.tracking_number}")
+        await self.send_customer_mail(
+            f"shipped-{shipment.shipment_id}", "shipping_confirmation",
+            extra={"shipment": shipment.model_dump(mode="json"),
+                   "lines": [line.model_dump(mode="json")
+                             for line in shipment_lines(self.view, shipment)]})
 
     async def invoice(self) -> None:
         self.wait_for("issuing the invoice")
