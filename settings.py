@@ -12,8 +12,9 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -115,6 +116,9 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_DIR / "templates"
     shipping_config: Path = PROJECT_DIR / "demo" / "network.toml"  # allocation, carriers
     invoice_number_format: str = "RE-{year}-{number:06d}"
+    shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule
+    order_export_dir: Path = PROJECT_DIR / "var" / "exports"  # orders-YYYY-MM-DD.xml
+    order_export_at: str = "00:30"  # the Schedule order-export runs daily then (shop time)
 
     # Policy durations
     payment_reminder_after: Duration = timedelta(days=3)
@@ -134,6 +138,23 @@ class Settings(BaseSettings):
     stock_file_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # How often the Schedule imports the partner's shipping advice from its FTP outbox.
     shipping_advice_interval: Duration = timedelta(minutes=5)
+
+    @field_validator("shop_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("order_export_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", value.strip())
+        if not match:
+            raise ValueError(f"expected a time of day HH:MM (e.g. 00:30), got {value!r}")
+        return value.strip()
 
     @classmethod
     def settings_customise_sources(

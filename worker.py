@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.advice import AdviceActivities
 from activities.db import make_engine
 from activities.documents import DocumentActivities
+from activities.export import ExportActivities
 from activities.mail import MailActivities
 from activities.partners import PartnerActivities
 from activities.shipping import ShippingActivities, load_shipping_config
@@ -25,7 +26,12 @@ from activities.stock import StockActivities
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
-from workflows.jobs import ShippingAdviceImportWorkflow, StockSyncWorkflow, WakeBackordersWorkflow
+from workflows.jobs import (
+    OrderExportWorkflow,
+    ShippingAdviceImportWorkflow,
+    StockSyncWorkflow,
+    WakeBackordersWorkflow,
+)
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger("orders.worker")
@@ -49,11 +55,12 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     shipping = ShippingActivities(engine, network)
     advice = AdviceActivities(engine, settings)
     stock = StockActivities(engine, settings)
+    export = ExportActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
-                   WakeBackordersWorkflow],
+                   WakeBackordersWorkflow, OrderExportWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -63,6 +70,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             mail.send_mail, partners.hand_off, shipping.choose_carrier,
             advice.list_advice_files, advice.read_advice_file, advice.finish_advice_file,
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
+            export.export_orders,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

@@ -28,6 +28,8 @@ __all__ = [
     "ChooseCarrierInput",
     "DocumentInput",
     "DocumentView",
+    "ExportOrdersInput",
+    "ExportOrdersResult",
     "FillBackordersInput",
     "FinishAdviceInput",
     "HandOffInput",
@@ -250,3 +252,15 @@ class StockImportResult(BaseModel):
     already_done: bool = False
     error: str | None = None
     summary: StockSyncSummary | None = None
+
+
+class ExportOrdersInput(BaseModel):
+    day: str | None = None  # YYYY-MM-DD; None: the day before ``reference`` (shop time)
+    reference: datetime | None = None
+
+
+class ExportOrdersResult(BaseModel):
+    day: str
+    path: str
+    count: int
+    sha256: str

@@ -343,3 +343,17 @@ def shipment_lines(order: OrderView, shipment: ShipmentView | None) -> list[Orde
             result.append(line.model_copy(update={"quantity": take}))
             left[line.sku] -= take
     return result
+
+
+def initial_view(order: OrderIn, totals: Totals) -> OrderView:
+    """The view of an order as it is received (the workflow's starting state; exports)."""
+    return OrderView(
+        order_id=order.order_id, channel=order.channel, external_id=order.external_id,
+        status=OrderStatus.RECEIVED, payment_method=order.payment.method,
+        payment_status=PaymentStatus.OPEN, currency=order.currency,
+        placed_at=order.placed_at, shipping_method=order.shipping.method,
+        customer=order.customer, billing_address=order.billing_address,
+        shipping_address=order.delivery_address, lines=order.lines, totals=totals,
+        comment=order.comment, gift_message=order.gift_message,
+        packer_note=order.packer_note,
+    )

@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
@@ -22,6 +23,7 @@ from temporalio.client import Client
 
 from activities.db import make_engine
 from activities.documents import get_document
+from activities.export import build_order_export, orders_of_day
 from activities.store import list_products
 from activities.tickets import list_tickets
 from models.orders import (
@@ -202,6 +204,17 @@ def create_app(settings: Settings, *, client: Client | None = None,
                 temporal(), settings, result["sha256"])
         return result
 
+    @app.get("/exports/orders/{day}")
+    async def order_export(day: str, _: StaffRole) -> Response:
+        """The order export of a day (YYYY-MM-DD, shop time zone), built now."""
+        try:
+            parsed = date.fromisoformat(day)
+        except ValueError:
+            raise HTTPException(422, {"field": "day", "reason": "expected YYYY-MM-DD"}) from None
+        content = await asyncio.to_thread(_order_export, state["engine"], settings, parsed)
+        return Response(content, media_type="application/xml", headers={
+            "Content-Disposition": f'attachment; filename="orders-{parsed.isoformat()}.xml"'})
+
     @app.get("/health")
     async def health() -> JSONResponse:
         checks: dict[str, str] = {}
@@ -234,6 +247,12 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _order_export(engine: Engine, settings: Settings, day: date) -> bytes:
+    zone = settings.shop_timezone
+    return build_order_export(orders_of_day(engine, day, zone), day, zone,
+                              supplier_name=settings.shop_name)
 
 
 def _ping_db(engine: Engine) -> None:

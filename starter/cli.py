@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -154,15 +154,18 @@ async def cmd_partner_advice(args: argparse.Namespace, settings: Settings) -> in
     from activities.partners import connect
 
     view = await service.get_order(await _client(settings), args.order_id)
-    if not view.shipments:
+    open_ = [s for s in view.shipments if s.status != "shipped"
+             and (args.shipment_id is None or s.shipment_id == args.shipment_id)]
+    if not open_:
         raise service.OrderStateConflict(args.order_id, view.status, "send shipping advice for")
-    shipment = view.shipments[0]
+    shipment = open_[0]
+    lines = [(line.sku, line.quantity) for line in shipment.lines or view.lines]
     content = build_dispatch_notification(
         notification_id=f"DN-{uuid.uuid4().hex[:10]}", order_id=args.order_id,
         shipment_id=shipment.shipment_id, carrier=args.carrier, tracking_number=args.tracking,
-        shipped_at=datetime.now(UTC), lines=[(line.sku, line.quantity) for line in view.lines])
+        shipped_at=datetime.now(UTC), lines=lines)
     partner = settings.partner
-    name = f"{args.order_id}-advice.xml"
+    name = f"{shipment.shipment_id}-advice.xml"
     with connect(partner) as ftp:
         try:
             ftp.mkd(partner.outbox)
@@ -179,6 +182,23 @@ async def cmd_schedules(_args: argparse.Namespace, settings: Settings) -> int:
 
     applied = await apply_schedules(await _client(settings), settings)
     _print({"schedules": applied})
+    return EXIT_OK
+
+
+async def cmd_export_orders(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the export workflow for a day and wait for the file."""
+    import uuid
+
+    from workflows.jobs import OrderExportWorkflow
+
+    if args.date is not None:
+        date.fromisoformat(args.date)  # ValueError: exit code 1 with the reason
+    client = await _client(settings)
+    result = await client.execute_workflow(
+        OrderExportWorkflow.run, args.date, id=f"order-export-{args.date or 'yesterday'}-"
+                                               f"{uuid.uuid4().hex[:6]}",
+        task_queue=settings.task_queue, execution_timeout=timedelta(minutes=15))
+    _print(result.model_dump())
     return EXIT_OK
 
 
@@ -232,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("order_id")
     p.add_argument("--tracking", required=True)
     p.add_argument("--carrier", default="DHL")
+    p.add_argument("--shipment-id", default=None,
+                   help="the shipment (default: the order's first open one)")
+    p = add("export-orders", cmd_export_orders,
+            "write the order export (openTRANS ORDERs) of a day now")
+    p.add_argument("--date", default=None, help="YYYY-MM-DD (default: yesterday, shop time)")
     add("seed", cmd_seed, "load master data (warehouses, products, stock)").add_argument(
         "file", nargs="?", default=str(PROJECT_DIR / "demo" / "masterdata.toml"))
     return parser

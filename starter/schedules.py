@@ -13,8 +13,10 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -23,10 +25,13 @@ from temporalio.client import (
 from temporalio.client import ScheduleOverlapPolicy as Overlap
 
 from settings import Settings
-from workflows.jobs import ShippingAdviceImportWorkflow, StockSyncWorkflow
+from workflows.jobs import OrderExportWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow
 
-__all__ = ["SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE", "apply_schedules",
-           "shipping_advice_schedule", "stock_sync_schedule"]
+__all__ = ["ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE",
+           "apply_schedules", "order_export_schedule", "shipping_advice_schedule",
+           "stock_sync_schedule"]
+
+ORDER_EXPORT_SCHEDULE = "order-export"
 
 SHIPPING_ADVICE_SCHEDULE = "shipping-advice-import"
 STOCK_SYNC_SCHEDULE = "stock-sync"
@@ -61,15 +66,35 @@ def stock_sync_schedule(settings: Settings, *, task_queue: str | None = None,
     )
 
 
+def order_export_schedule(settings: Settings, *, task_queue: str | None = None,
+                          workflow_id: str = ORDER_EXPORT_SCHEDULE) -> Schedule:
+    hour, minute = (int(part) for part in settings.order_export_at.split(":"))
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            OrderExportWorkflow.run, id=workflow_id,
+            task_queue=task_queue or settings.task_queue,
+            execution_timeout=timedelta(hours=1)),
+        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
+            hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])],
+            time_zone_name=settings.shop_timezone),
+        policy=SchedulePolicy(overlap=Overlap.SKIP),
+        state=ScheduleState(note="Writes yesterday's orders as one XML file (openTRANS "
+                                 "ORDERs) into ORDERS_ORDER_EXPORT_DIR"),
+    )
+
+
 async def apply_schedules(client: Client, settings: Settings, *,
                           task_queue: str | None = None, prefix: str = "") -> list[str]:
     """Create each schedule, or bring an existing one in line with the settings."""
     advice_id = f"{prefix}{SHIPPING_ADVICE_SCHEDULE}"
     stock_id = f"{prefix}{STOCK_SYNC_SCHEDULE}"
+    export_id = f"{prefix}{ORDER_EXPORT_SCHEDULE}"
     wanted = {advice_id: shipping_advice_schedule(settings, task_queue=task_queue,
                                                   workflow_id=advice_id),
               stock_id: stock_sync_schedule(settings, task_queue=task_queue,
-                                            workflow_id=stock_id)}
+                                            workflow_id=stock_id),
+              export_id: order_export_schedule(settings, task_queue=task_queue,
+                                               workflow_id=export_id)}
     for schedule_id, schedule in wanted.items():
         try:
             await client.create_schedule(schedule_id, schedule)

@@ -57,6 +57,7 @@ def partner_settings(mail_catcher: MailCatcher, ftp_drop: FtpDrop, sqlite_url: s
         ftp_root=ftp_drop.root,
         database_url=sqlite_url,
         temporal_db=tmp_path / "temporal.db",
+        order_export_dir=tmp_path / "exports",
     )
 
 

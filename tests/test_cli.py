@@ -112,7 +112,7 @@ async def test_partner_advice_from_the_cli_is_imported(stack: Stack, tmp_path: P
     code, _, err = await orders_cli(stack, tmp_path, "partner-advice", order.order_id,
                                       "--tracking", "JJD0042", "--carrier", "DPD")
     assert code == 0, err
-    assert (Path(ftp_drop.root) / "outbox" / f"{order.order_id}-advice.xml").exists()
+    assert (Path(ftp_drop.root) / "outbox" / f"{order.order_id}-1-advice.xml").exists()
     assert (await run_import(stack))["confirmed"] == 1
     assert await stack.result(order.order_id) == "completed"
     view = await stack.view(order.order_id)
@@ -145,3 +145,14 @@ async def test_release_with_the_temporal_cli(stack: Stack, tmp_path: Path) -> No
     view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
     assert view is not None
     assert any(e.kind == "released" and "gelesen" in e.text for e in view.timeline)
+
+
+async def test_export_orders_from_the_cli(stack: Stack, tmp_path: Path) -> None:
+    code, out, err = await orders_cli(stack, tmp_path, "export-orders", "--date", "2031-01-02")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["day"], result["count"]) == ("2031-01-02", 0)
+    assert Path(result["path"]) == stack.settings.order_export_dir / "orders-2031-01-02.xml"
+    assert Path(result["path"]).read_bytes().startswith(b"<?xml")
+    code, _, err = await orders_cli(stack, tmp_path, "export-orders", "--date", "2.1.2031")
+    assert code == 1 and "2.1.2031" in err

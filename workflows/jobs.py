@@ -11,6 +11,9 @@ stock levels in batches; each file is archived, or rejected with a ticket. Then
 ``WakeBackordersWorkflow`` (also started by ``POST /stock-lists``) reserves the stock for
 backordered lines, oldest order first, and signals ``stock_arrived`` to each order that got
 some, in that order.
+
+``OrderExportWorkflow``: all orders of a day as one XML file (openTRANS ORDERs); by the
+Schedule ``order-export`` for the day before, or on demand for a given day.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.advice import AdviceActivities
+    from activities.export import ExportActivities
     from activities.stock import StockActivities
     from activities.store import StoreActivities
     from activities.tickets import TicketActivities
     from models.activities import (
         AdviceConfirmation,
+        ExportOrdersInput,
+        ExportOrdersResult,
         FillBackordersInput,
         FinishAdviceInput,
         OpenTicketInput,
@@ -38,7 +44,8 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import ShipmentConfirmation
     from workflows.order import OrderWorkflow
 
-__all__ = ["ShippingAdviceImportWorkflow", "StockSyncWorkflow", "WakeBackordersWorkflow"]
+__all__ = ["OrderExportWorkflow", "ShippingAdviceImportWorkflow", "StockSyncWorkflow",
+           "WakeBackordersWorkflow"]
 
 _OPTIONS = {
     "start_to_close_timeout": timedelta(minutes=2),
@@ -215,3 +222,22 @@ class StockSyncWorkflow:
             StockActivities.finish_stock_file, result,
             summary=f"move {result.file.name} to the "
                     f"{'error' if result.error else 'archive'} folder", **_OPTIONS)
+
+
+@workflow.defn
+class OrderExportWorkflow:
+    """Export the orders of ``day`` (YYYY-MM-DD), or of the day before when run by the
+    Schedule (no day given)."""
+
+    @workflow.run
+    async def run(self, day: str | None = None) -> ExportOrdersResult:
+        workflow.set_current_details(f"exporting the orders of {day or 'yesterday'}")
+        result: ExportOrdersResult = await workflow.execute_activity_method(
+            ExportActivities.export_orders,
+            ExportOrdersInput(day=day, reference=workflow.now()),
+            summary=f"write the order export of {day or 'yesterday'}",
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
+        workflow.set_current_details(f"done: {result.count} order(s) of {result.day} in "
+                                     f"{result.path}")
+        return result

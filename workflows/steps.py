@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         CancelInput,
         HoldView,
         OrderStatus,
-        OrderView,
         PaymentIn,
         PaymentRecord,
         PaymentStatus,
@@ -54,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         TicketView,
         TimelineEvent,
         Totals,
+        initial_view,
         shipment_lines,
     )
     from models.workflow_io import OrderWorkflowInput, format_duration
@@ -79,16 +79,7 @@ class OrderSteps:
         self._hold_count = 0
         self._hold_key = ""
         self._tracking_templates: dict[str, str] = {}  # shipment -> its carrier's link
-        self.view = OrderView(
-            order_id=order.order_id, channel=order.channel, external_id=order.external_id,
-            status=OrderStatus.RECEIVED, payment_method=order.payment.method,
-            payment_status=PaymentStatus.OPEN, currency=order.currency,
-            placed_at=order.placed_at, shipping_method=order.shipping.method,
-            customer=order.customer, billing_address=order.billing_address,
-            shipping_address=order.delivery_address, lines=order.lines, totals=totals,
-            comment=order.comment, gift_message=order.gift_message,
-            packer_note=order.packer_note,
-        )
+        self.view = initial_view(order, totals)
 
     # --- state helpers -----------------------------------------------------------------
 
