@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,12 +57,25 @@ Duration = Annotated[
 ]
 
 
+# Which documents each hand-off channel can send (``Partner.format``; first = default).
+HANDOFF_FORMATS: dict[str, tuple[str, ...]] = {
+    "ftp": ("opentrans",),  # openTRANS ORDER XML + delivery note PDF into the inbox
+    "http": ("json",),  # the shipment as JSON (documents base64) POSTed to ``url``
+    "email": ("opentrans", "pdf"),  # a mail with the delivery note + ORDER XML (pdf: note only)
+}
+
+
 class Partner(BaseModel):
-    """The fulfillment partner: hand-offs go out by ``channel``; its shipping advice comes
-    back from its FTP outbox."""
+    """A partner that takes hand-offs: a fulfillment provider running warehouses, or a
+    supplier that ships dropship / pre-order SKUs itself. Hand-offs go out by ``channel``
+    in ``format``; its shipping advice comes back by ``return_channel`` (``ftp``: the
+    Schedule reads its FTP outbox; ``api``: it calls ``POST /shipments/confirmations``)."""
 
     code: str = "fulfillment"
     channel: Literal["ftp", "http", "email"] = "ftp"  # how shipments are handed off
+    format: Literal["opentrans", "json", "pdf"] | None = None  # None: the channel's default
+    return_channel: Literal["ftp", "api"] = "ftp"  # how its shipping advice comes back
+    sla: Duration | None = None  # its shipments' confirmation timeout (default: the policy's)
     url: str = ""  # http channel: the endpoint that takes the order as JSON (POST)
     token: str | None = None  # http channel: sent as "Authorization: Bearer <token>"
     email: str = ""  # email channel: the partner's order desk (gets PDF + XML attached)
@@ -70,6 +90,22 @@ class Partner(BaseModel):
     stock_dir: str = "/stock"  # where the partner leaves its stock lists (XML)
     archive: str = "/archive"  # imported advice files are moved here
     error_dir: str = "/error"  # unreadable or hostile advice files are moved here
+
+    @property
+    def handoff_format(self) -> str:
+        return self.format or HANDOFF_FORMATS[self.channel][0]
+
+    @model_validator(mode="after")
+    def _channel_needs(self) -> Partner:
+        allowed = HANDOFF_FORMATS[self.channel]
+        if self.format is not None and self.format not in allowed:
+            raise ValueError(f"partner {self.code}: format {self.format!r} is not possible on "
+                             f"channel {self.channel!r} (possible: {', '.join(allowed)})")
+        if self.channel == "email" and "@" not in self.email:
+            raise ValueError(f"partner {self.code}: channel email needs an address (email)")
+        if self.channel == "http" and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"partner {self.code}: channel http needs a url (http/https)")
+        return self
 
 
 class Settings(BaseSettings):
@@ -101,8 +137,10 @@ class Settings(BaseSettings):
     mail_from: str = "Auftragsmanager Demo-Shop <shop@example.com>"
     mail_dir: Path = PROJECT_DIR / "var" / "mail"  # embedded SMTP catcher only
 
-    # Partner hand-off
+    # Partners: the default one (operates warehouses without a partner of their own) and
+    # more by code: [partners.<code>] in the config file, ORDERS_PARTNERS__<CODE>__<FIELD>.
     partner: Partner = Field(default_factory=Partner)
+    partners: dict[str, Partner] = Field(default_factory=dict)
     ftp_root: Path = PROJECT_DIR / "var" / "ftp"  # embedded FTP drop only
 
     # Shop texts and documents
@@ -172,6 +210,18 @@ class Settings(BaseSettings):
         elif "ORDERS_CONFIG" in os.environ:
             raise FileNotFoundError(f"ORDERS_CONFIG points to a missing file: {config_file}")
         return tuple(sources)
+
+    def all_partners(self) -> dict[str, Partner]:
+        """Every partner by code: the default one and ``partners`` (keyed by their code)."""
+        found = {self.partner.code: self.partner}
+        for code, partner in self.partners.items():
+            found[code] = partner if partner.code == code else partner.model_copy(
+                update={"code": code})
+        return found
+
+    def partner_for(self, code: str | None) -> Partner:
+        """The partner ``code`` (``None`` or empty: the default one); KeyError if unknown."""
+        return self.all_partners()[code] if code else self.partner
 
     def api_key_roles(self) -> dict[str, str]:
         """Parse ``ORDERS_API_KEYS`` into ``{key: role}``; raises ValueError on bad entries."""

@@ -11,6 +11,8 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -20,6 +22,7 @@ from activities.db import make_engine
 from activities.documents import DocumentActivities
 from activities.export import ExportActivities
 from activities.mail import MailActivities
+from activities.masterdata import unknown_partners
 from activities.partners import PartnerActivities
 from activities.shipping import ShippingActivities, load_shipping_config
 from activities.stock import StockActivities
@@ -46,6 +49,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
                  max_threads: int = 16) -> Worker:
     """A worker with every workflow and activity registered; the caller runs it."""
     engine = make_engine(settings.database_url)
+    check_partners(engine, settings)
     network = load_shipping_config(settings.shipping_config)
     store = StoreActivities(engine, network.allocation, settings.backorder_lead_time)
     tickets = TicketActivities(engine)
@@ -68,7 +72,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml, documents.issue_invoice,
             mail.send_mail, partners.hand_off, shipping.choose_carrier,
-            advice.list_advice_files, advice.read_advice_file, advice.finish_advice_file,
+            advice.ftp_partners, advice.list_advice_files, advice.read_advice_file,
+            advice.finish_advice_file,
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
             export.export_orders,
         ],
@@ -76,6 +81,20 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         max_concurrent_activities=max_threads,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+
+
+def check_partners(engine: Engine, settings: Settings) -> None:
+    """Every partner the master data names must be configured; ValueError lists the ones
+    that are not (checked at start, so no shipment waits for a partner that does not exist)."""
+    try:
+        problems = unknown_partners(engine, set(settings.all_partners()))
+    except SQLAlchemyError as err:  # not migrated yet: `orders migrate` will say so
+        log.warning("master data not checked against the partners: %s", err)
+        return
+    if problems:
+        raise ValueError("master data names partners missing from the settings "
+                         "(ORDERS_PARTNERS__<CODE>__..., [partners.<code>]): "
+                         + "; ".join(problems))
 
 
 async def run_worker(settings: Settings) -> None:

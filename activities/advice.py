@@ -68,10 +68,16 @@ class AdviceActivities:
         self.settings = settings
 
     @activity.defn
-    def list_advice_files(self) -> list[str]:
+    def ftp_partners(self) -> list[str]:
+        """The codes of the partners whose shipping advice and stock lists come by FTP."""
+        return sorted(code for code, partner in self.settings.all_partners().items()
+                      if partner.return_channel == "ftp")
+
+    @activity.defn
+    def list_advice_files(self, partner_code: str | None = None) -> list[str]:
         """Names of the ``*.xml`` and ``*.csv`` files in the partner's outbox, by name.
         Creates the outbox if it is missing; ``.part`` and hidden files are left alone."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(partner_code)
         with connect(partner) as ftp:
             ensure_folder(ftp, partner.outbox)
             names = file_names(ftp, partner.outbox)
@@ -81,13 +87,14 @@ class AdviceActivities:
     def read_advice_file(self, input: ReadAdviceInput) -> ReadAdviceResult:
         """Download and parse one file; ``already_done`` when its content was imported
         before or the file is gone, ``error`` when it cannot be used."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(input.partner)
         path = remote_path(partner.outbox, input.name)
         with connect(partner) as ftp:
             fetched = fetch_file(ftp, path, input.name)
         if fetched is None:
             return _gone(input.name)
         file, data = fetched
+        file.partner = input.partner
         if self._imported(partner.code, file.sha256):
             return ReadAdviceResult(file=file, already_done=True)
         if data is None:
@@ -105,7 +112,7 @@ class AdviceActivities:
     def finish_advice_file(self, input: FinishAdviceInput) -> None:
         """Move the file to the archive (``archived``) or error folder (``rejected``), under
         a new name if the target exists, then record its content as imported. Idempotent."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(input.file.partner)
         file = input.file
         if not file.sha256:  # it had vanished when read: nothing to move or record
             return

@@ -29,7 +29,7 @@ from sqlmodel import Session, SQLModel, col, select
 from models.tables import Product, Stock, Warehouse
 
 __all__ = ["MasterData", "MasterDataError", "list_products", "load_master_data",
-           "read_master_data", "stock_levels"]
+           "read_master_data", "stock_levels", "unknown_partners"]
 
 _ATTEMPTS = 3  # a concurrent loader may insert the same key first: start over
 _Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
@@ -61,6 +61,12 @@ class WarehouseEntry(_Entry):
     name: _Name
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = "DE"
     priority: int = 0
+    street: Annotated[str, StringConstraints(max_length=200)] = ""
+    postal_code: Annotated[str, StringConstraints(max_length=20)] = ""
+    city: Annotated[str, StringConstraints(max_length=100)] = ""
+    # same-day dispatch for hand-offs before this time (shown on the shipment)
+    cutoff: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] | None = None
+    partner: _Code | None = None  # the partner operating it (settings); None: the default
 
 
 class ProductEntry(_Entry):
@@ -73,6 +79,7 @@ class ProductEntry(_Entry):
     price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
     hazardous: bool = False  # dangerous goods: only carriers that take them
     age_check: bool = False  # delivery with an age check (e.g. 18+)
+    dropship_partner: _Code | None = None  # the supplier ships it (a partner in the settings)
 
 
 class StockEntry(_Entry):
@@ -210,6 +217,20 @@ def _store_with_retry(engine: Engine, path: Path, data: MasterData) -> Counter[s
             if attempt == _ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+def unknown_partners(engine: Engine, partners: set[str]) -> list[str]:
+    """Warehouses and products that name a partner not in ``partners`` (one line each)."""
+    with Session(engine) as session:
+        warehouses = session.exec(select(Warehouse).where(
+            col(Warehouse.partner).is_not(None))).all()
+        products = session.exec(select(Product).where(
+            col(Product.dropship_partner).is_not(None))).all()
+    problems = [f"warehouse {w.code}: unknown partner {w.partner!r}" for w in warehouses
+                if w.partner not in partners]
+    problems += [f"product {p.sku}: unknown dropship partner {p.dropship_partner!r}"
+                 for p in products if p.dropship_partner not in partners]
+    return problems
 
 
 # --- the catalog as the API shows it ----------------------------------------------------

@@ -32,9 +32,11 @@ from models.activities import HandOffInput, HandOffResult
 from models.tables import Document, Upload
 from settings import Partner, Settings
 
-__all__ = ["DOCUMENT_MISSING", "PartnerActivities", "connect", "load_documents"]
+__all__ = ["DOCUMENT_MISSING", "PARTNER_UNKNOWN", "PartnerActivities", "connect",
+           "load_documents"]
 
 DOCUMENT_MISSING = "DocumentMissing"
+PARTNER_UNKNOWN = "PartnerUnknown"
 INVALID_FILENAME = "InvalidFilename"
 PART_SUFFIX = ".part"
 FTP_TIMEOUT = 30.0  # seconds, per blocking FTP operation
@@ -62,7 +64,11 @@ class PartnerActivities:
     @activity.defn
     def hand_off(self, input: HandOffInput) -> HandOffResult:
         """Hand the shipment to the partner by its channel; once, whatever the retries."""
-        partner = self.settings.partner
+        try:
+            partner = self.settings.partner_for(input.partner)
+        except KeyError:
+            raise ApplicationError(f"unknown partner {input.partner!r} (not in the settings)",
+                                   type=PARTNER_UNKNOWN, non_retryable=True) from None
         documents = load_documents(self.engine, input.document_ids)
         if partner.channel == "http":
             return self._post(partner, input, documents)

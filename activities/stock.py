@@ -39,7 +39,7 @@ from activities.advice import ensure_folder, fetch_file, file_names, free_name, 
 from activities.partners import connect, remote_path, remote_size
 from models.activities import AdviceFile, StockImportResult, StockSyncSummary
 from models.tables import ImportedFile, Product, Stock, Warehouse
-from settings import PROJECT_DIR, Settings
+from settings import PROJECT_DIR, Partner, Settings
 
 __all__ = ["STOCK_NS", "StockActivities", "StockFileError", "StockList", "StockRow",
            "apply_stock_list", "build_stock_list", "digest", "parse_stock_list",
@@ -205,8 +205,8 @@ def was_imported(engine: Engine, source: str, sha256: str) -> bool:
             ImportedFile.partner == source, ImportedFile.sha256 == sha256)).first() is not None
 
 
-def stock_source(settings: Settings) -> str:
-    return f"{settings.partner.code}/stock"
+def stock_source(partner: Partner) -> str:
+    return f"{partner.code}/stock"
 
 
 class StockActivities:
@@ -217,26 +217,27 @@ class StockActivities:
         self.settings = settings
 
     @activity.defn
-    def list_stock_files(self) -> list[str]:
+    def list_stock_files(self, partner_code: str | None = None) -> list[str]:
         """Names of the ``*.xml`` files in the partner's stock folder, by name."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(partner_code)
         with connect(partner) as ftp:
             ensure_folder(ftp, partner.stock_dir)
             names = file_names(ftp, partner.stock_dir)
         return sorted(n for n in names if n.lower().endswith(".xml") and not n.startswith("."))
 
     @activity.defn
-    def import_stock_file(self, name: str) -> StockImportResult:
+    def import_stock_file(self, name: str, partner_code: str | None = None) -> StockImportResult:
         """Download, check and apply one stock list (heartbeats the progress per batch)."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(partner_code)
         limit = self.settings.stock_file_max_bytes
         with connect(partner) as ftp:
             fetched = fetch_file(ftp, remote_path(partner.stock_dir, name), name, limit=limit)
         if fetched is None:
-            return StockImportResult(file=AdviceFile(name=name, sha256="", size=0),
-                                     already_done=True)
+            return StockImportResult(file=AdviceFile(name=name, sha256="", size=0,
+                                                     partner=partner_code), already_done=True)
         file, data = fetched
-        if was_imported(self.engine, stock_source(self.settings), file.sha256):
+        file.partner = partner_code
+        if was_imported(self.engine, stock_source(partner), file.sha256):
             return StockImportResult(file=file, already_done=True)
         if data is None:
             return StockImportResult(file=file, error=(
@@ -254,7 +255,7 @@ class StockActivities:
     @activity.defn
     def finish_stock_file(self, input: StockImportResult) -> None:
         """Move the file to the archive or error folder, then record it. Idempotent."""
-        partner = self.settings.partner
+        partner = self.settings.partner_for(input.file.partner)
         file = input.file
         if not file.sha256:
             return
@@ -265,7 +266,7 @@ class StockActivities:
                 ensure_folder(ftp, folder)
                 move_file(ftp, source, free_name(ftp, folder, file))
         detail = input.error or (input.summary.text() if input.summary else "")
-        record_import(self.engine, stock_source(self.settings), file.name, file.sha256,
+        record_import(self.engine, stock_source(partner), file.name, file.sha256,
                       "rejected" if input.error else "archived", detail)
 
 

@@ -63,6 +63,7 @@ RELEASED = "released"
 CONSUMED = "consumed"
 BACKORDERED = "backordered"  # soft: no warehouse had it
 FILLED = "filled"  # a soft line the stock sync turned into hard reservations
+DROPSHIP_PREFIX = "@"  # Reservation/Shipment.warehouse "@<partner>": the supplier ships it
 
 
 class StoreActivities:
@@ -130,9 +131,15 @@ class StoreActivities:
             earlier = _reservations(session, input.order_id, lock=True)
             if any(row.state != RELEASED for row in earlier):
                 return _state(earlier, rule)
+            reused = {(r.round, r.sku, r.warehouse): r for r in earlier}
+            for sku, partner in _dropship_partners(session, wanted).items():
+                row = reused.get((1, sku, DROPSHIP_PREFIX + partner)) or Reservation(
+                    order_id=input.order_id, round=1, sku=sku,
+                    warehouse=DROPSHIP_PREFIX + partner, quantity=0)
+                row.quantity, row.state = wanted.pop(sku), RESERVED
+                session.add(row)
             plan = plan_allocation(wanted, _free(stocks), _warehouses(session), rule,
                                    input.country)
-            reused = {(r.round, r.sku, r.warehouse): r for r in earlier}
             for pick in plan.picks:
                 _book(session, reused, input.order_id, 1, pick.warehouse, pick.sku,
                       pick.quantity, stocks)
@@ -216,7 +223,8 @@ class StoreActivities:
         with session_for(self.engine) as session:
             stocks, rows = _lock_reserved(session, input.order_id)
             for row in rows:
-                stocks[row.warehouse, row.sku].reserved -= row.quantity
+                if not is_dropship(row.warehouse):
+                    stocks[row.warehouse, row.sku].reserved -= row.quantity
                 row.state = RELEASED
                 session.add(row)
             session.add_all(stocks.values())
@@ -229,7 +237,8 @@ class StoreActivities:
             if input.restock_allocated:
                 stocks, rows = _lock_reserved(session, input.order_id, CONSUMED)
                 for row in rows:
-                    stocks[row.warehouse, row.sku].on_hand += row.quantity
+                    if not is_dropship(row.warehouse):
+                        stocks[row.warehouse, row.sku].on_hand += row.quantity
                     row.state = RELEASED
                     session.add(row)
                 session.add_all(stocks.values())
@@ -244,10 +253,10 @@ class StoreActivities:
         same round returns the same shipments; nothing reserved gives no shipment."""
         with session_for(self.engine) as session:
             if done := _shipments(session, input.order_id, input.round):
-                return [_shipment_view(shipment) for shipment in done]
+                return [_shipment_view(session, shipment) for shipment in done]
             stocks, rows = _lock_reserved(session, input.order_id)
-            if done := _shipments(session, input.order_id, input.round):
-                return [_shipment_view(shipment) for shipment in done]  # a concurrent attempt
+            if done := _shipments(session, input.order_id, input.round):  # a concurrent attempt
+                return [_shipment_view(session, shipment) for shipment in done]
             if not rows:
                 return []
             rank = {w.code: i for i, w in enumerate(
@@ -261,7 +270,7 @@ class StoreActivities:
                                 input.round, group, stocks)
                        for i, group in enumerate(per_warehouse.values(), start=1)]
             session.commit()
-            return [_shipment_view(shipment) for shipment in created]
+            return [_shipment_view(session, shipment) for shipment in created]
 
     # --- payments --------------------------------------------------------------------
 
@@ -345,6 +354,13 @@ def _lock_reserved(session: Session, order_id: str, state: str = RESERVED,
     return stocks, _reservations(session, order_id, state=state, lock=True)
 
 
+def _dropship_partners(session: Session, skus: Iterable[str]) -> dict[str, str]:
+    """``{sku: supplier partner}`` of the dropship / pre-order SKUs among ``skus``."""
+    rows = session.exec(select(Product.sku, Product.dropship_partner).where(
+        col(Product.sku).in_(set(skus)), col(Product.dropship_partner).is_not(None))).all()
+    return {sku: partner for sku, partner in rows if partner}
+
+
 def _warehouses(session: Session) -> list[WarehouseInfo]:
     return [WarehouseInfo(code=w.code, country=w.country, priority=w.priority)
             for w in session.exec(select(Warehouse))]
@@ -409,11 +425,14 @@ def _shipments(session: Session, order_id: str, round_: int | None = None) -> li
 def _consume(session: Session, shipment_id: str, order_id: str, round_: int,
              rows: list[Reservation], stocks: dict[StockKey, Stock]) -> Shipment:
     for row in rows:
+        row.state = CONSUMED
+        session.add(row)
+        if is_dropship(row.warehouse):
+            continue  # the supplier's goods: no stock of ours
         stock = stocks[row.warehouse, row.sku]
         stock.on_hand -= row.quantity
         stock.reserved -= row.quantity
-        row.state = CONSUMED
-        session.add_all([stock, row])
+        session.add(stock)
     lines = [{"sku": row.sku, "quantity": row.quantity}
              for row in sorted(rows, key=lambda r: r.sku)]
     shipment = Shipment(shipment_id=shipment_id, order_id=order_id, round=round_,
@@ -422,6 +441,17 @@ def _consume(session: Session, shipment_id: str, order_id: str, round_: int,
     return shipment
 
 
-def _shipment_view(shipment: Shipment) -> ShipmentView:
+def is_dropship(warehouse: str) -> bool:
+    """A reservation or shipment the supplier fills: warehouse ``@<partner>``."""
+    return warehouse.startswith(DROPSHIP_PREFIX)
+
+
+def _shipment_view(session: Session, shipment: Shipment) -> ShipmentView:
+    if is_dropship(shipment.warehouse):
+        partner = shipment.warehouse.removeprefix(DROPSHIP_PREFIX)
+    else:
+        warehouse = session.get(Warehouse, shipment.warehouse)
+        partner = warehouse.partner if warehouse is not None else None
     return ShipmentView(shipment_id=shipment.shipment_id, warehouse=shipment.warehouse,
+                        partner=partner,
                         lines=[ShipmentLine(**line) for line in json.loads(shipment.lines)])

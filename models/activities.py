@@ -171,6 +171,7 @@ class HandOffInput(BaseModel):
     shipment_id: str
     document_ids: list[str]
     order: OrderView | None = None  # for partners that take the order as JSON
+    partner: str | None = None  # the partner's code (None: the default partner)
 
 
 class HandOffResult(BaseModel):
@@ -210,10 +211,12 @@ class AdviceFile(BaseModel):
     name: str  # plain name inside the outbox
     sha256: str  # hex digest of the content; "" when the file had vanished
     size: int
+    partner: str | None = None  # whose FTP it is on (None: the default partner)
 
 
 class ReadAdviceInput(BaseModel):
     name: str
+    partner: str | None = None  # None: the default partner
 
 
 class ReadAdviceResult(BaseModel):

@@ -271,7 +271,8 @@ class ShipmentLine(BaseModel):
 
 class ShipmentView(BaseModel):
     shipment_id: str
-    warehouse: str
+    warehouse: str  # "@<partner>" for a dropship shipment sent by the supplier
+    partner: str | None = None  # who gets the hand-off (None: the default partner)
     lines: list[ShipmentLine] = Field(default_factory=list)
     status: str = "allocated"  # allocated, handed_off, shipped
     handed_off_at: datetime | None = None

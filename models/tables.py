@@ -67,6 +67,11 @@ class Warehouse(SQLModel, table=True):
     name: str
     country: str = "DE"
     priority: int = 0
+    street: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    postal_code: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    city: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    cutoff: str | None = None  # "HH:MM": hand-offs after it leave the next working day
+    partner: str | None = None  # the partner operating it (None: the default partner)
 
 
 class Product(SQLModel, table=True):
@@ -79,6 +84,8 @@ class Product(SQLModel, table=True):
     price: Decimal = Field(sa_column=_money())
     hazardous: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     age_check: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # dropship / pre-order: the supplier partner ships it (no stock of ours); None: stocked
+    dropship_partner: str | None = None
 
 
 class Stock(SQLModel, table=True):

@@ -8,7 +8,8 @@ from pydantic import BaseModel
 
 from models.orders import OrderIn
 
-__all__ = ["OrderPolicy", "OrderWorkflowInput", "format_duration", "german_duration"]
+__all__ = ["OrderPolicy", "OrderWorkflowInput", "PartnerRoute", "format_duration",
+           "german_duration"]
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60}
 _GERMAN = {"d": ("Tag", "Tagen"), "h": ("Stunde", "Stunden"), "m": ("Minute", "Minuten"),
@@ -36,6 +37,16 @@ def german_duration(value: timedelta) -> str:
     return f"{amount:g} {one if amount == 1 else many}"
 
 
+class PartnerRoute(BaseModel):
+    """How a shipment reaches a partner (from its settings when the order started)."""
+
+    code: str
+    channel: str = "ftp"  # ftp, http, email
+    format: str = "opentrans"  # opentrans, json, pdf
+    email: str = ""
+    sla: timedelta | None = None  # confirmation timeout of its shipments
+
+
 class OrderPolicy(BaseModel):
     """Durations and templates the workflow needs; taken from Settings at submit time so that
     a running order keeps the policy it started with."""
@@ -46,10 +57,15 @@ class OrderPolicy(BaseModel):
     review_request_after: timedelta = timedelta(days=7)
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     activity_timeout: timedelta = timedelta(seconds=60)
-    # The e-mail channel is a mail like the customer's (outbox, templates), so the workflow
-    # sends it itself; ftp and http go through the partner activity.
-    handoff_channel: str = "ftp"
-    partner_email: str = ""
+    # The partners by code. The e-mail channel is a mail like the customer's (outbox,
+    # templates), so the workflow sends it itself; ftp and http go through the partner
+    # activity. A shipment without a partner goes to ``default_partner``.
+    partners: dict[str, PartnerRoute] = {}
+    default_partner: str = "fulfillment"
+
+    def route(self, code: str | None) -> PartnerRoute:
+        code = code or self.default_partner
+        return self.partners.get(code) or PartnerRoute(code=code)
 
 
 class OrderWorkflowInput(BaseModel):

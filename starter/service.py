@@ -48,7 +48,7 @@ from models.orders import (
     ShipmentConfirmation,
 )
 from models.rules import compute_totals
-from models.workflow_io import OrderPolicy, OrderWorkflowInput
+from models.workflow_io import OrderPolicy, OrderWorkflowInput, PartnerRoute
 from settings import Settings
 from workflows.jobs import WakeBackordersWorkflow
 from workflows.order import CANCELLABLE, NOT_HOLDABLE, OrderWorkflow
@@ -102,8 +102,10 @@ def policy_from(settings: Settings) -> OrderPolicy:
         review_request_after=settings.review_request_after,
         tracking_url=settings.tracking_url,
         activity_timeout=settings.activity_timeout,
-        handoff_channel=settings.partner.channel,
-        partner_email=settings.partner.email,
+        partners={code: PartnerRoute(code=code, channel=p.channel, format=p.handoff_format,
+                                     email=p.email, sla=p.sla)
+                  for code, p in settings.all_partners().items()},
+        default_partner=settings.partner.code,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,10 @@ def ftp_drop(tmp_path: Path) -> Iterator[FtpDrop]:
         yield drop
 
 
+SUPPLIER = "supplier"
+SECOND_3PL = "nord3pl"
+
+
 @pytest.fixture
 def partner_settings(mail_catcher: MailCatcher, ftp_drop: FtpDrop, sqlite_url: str,
                      tmp_path: Path) -> Settings:
@@ -58,6 +63,18 @@ def partner_settings(mail_catcher: MailCatcher, ftp_drop: FtpDrop, sqlite_url: s
         database_url=sqlite_url,
         temporal_db=tmp_path / "temporal.db",
         order_export_dir=tmp_path / "exports",
+        # the supplier of the dropship SKUs some tests put into the shared catalog
+        partners={
+            SUPPLIER: Partner(code=SUPPLIER, channel="email", format="pdf",
+                              email="auftrag@lieferant.example", return_channel="api",
+                              sla=timedelta(seconds=3)),
+            # a second 3PL on the same FTP server, in folders of its own
+            SECOND_3PL: Partner(code=SECOND_3PL, host=LOOPBACK, port=ftp_drop.port,
+                                user=ftp_drop.user, password=ftp_drop.password,
+                                inbox="/nord/inbox", outbox="/nord/outbox",
+                                archive="/nord/archive", error_dir="/nord/error",
+                                stock_dir="/nord/stock"),
+        },
     )
 
 

@@ -4,6 +4,7 @@ then replay the stored histories against the current workflow code."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,9 @@ def _worker_process(env_target: str, settings: Settings, task_queue: str,
         "ORDERS_PARTNER__USER": settings.partner.user,
         "ORDERS_PARTNER__PASSWORD": settings.partner.password,
         "ORDERS_CONFIG": str(config),  # empty: nothing from a local orders.toml
+        # the partners the shared catalog names (the worker checks them at start)
+        "ORDERS_PARTNERS": json.dumps({code: partner.model_dump(mode="json")
+                                       for code, partner in settings.partners.items()}),
     }
     return subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=PROJECT_DIR,
                             stdout=subprocess.DEVNULL, stderr=None,

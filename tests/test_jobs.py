@@ -152,3 +152,52 @@ async def test_csv_advice_confirms_orders(stack: Stack, ftp_drop: Any) -> None:
     assert [p.name for p in (root / "error").iterdir()] == ["kaputt.csv"]
     titles = [t["title"] for t in list_tickets(stack.engine, status="open")]
     assert any("kaputt.csv rejected" in t and "tracking_number" in t for t in titles)
+
+
+async def test_each_partner_gets_its_shipment_and_sends_its_own_advice(
+        stack: Stack, ftp_drop: Any) -> None:
+    from decimal import Decimal
+
+    from sqlmodel import Session
+
+    from models.tables import Product, Stock, Warehouse
+    from tests.fixtures_partners import SECOND_3PL
+
+    code, sku = f"P{uuid.uuid4().hex[:6].upper()}", f"ONLY-{uuid.uuid4().hex[:6].upper()}"
+    with Session(stack.engine) as session:
+        session.add(Warehouse(code=code, name="Lager des zweiten 3PL", priority=9,
+                              partner=SECOND_3PL))
+        session.add(Product(sku=sku, name="Nur dort", weight_g=300, length_mm=100,
+                            width_mm=100, height_mm=100, price=Decimal("9.90")))
+        session.flush()
+        session.add(Stock(warehouse=code, sku=sku, on_hand=5))
+        session.commit()
+    order = make_order(lines=[("TENT-2P", 1, "229.00"), (sku, 1, "9.90")], total=None)
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    root = Path(ftp_drop.root)
+    for _ in range(100):
+        if (root / "nord" / "inbox" / f"{order.order_id}-2.xml").exists():
+            break
+        await asyncio.sleep(0.1)
+    assert (root / "inbox" / f"{order.order_id}-1.xml").exists()
+    assert (root / "nord" / "inbox" / f"{order.order_id}-2.xml").exists()
+    assert not (root / "inbox" / f"{order.order_id}-2.xml").exists()
+    view = await stack.view(order.order_id)
+    assert [s.partner for s in view.shipments] == [None, SECOND_3PL]
+    first = build_dispatch_notification(
+        notification_id="DN-A", order_id=order.order_id, shipment_id=f"{order.order_id}-1",
+        carrier="DHL", tracking_number="JJD-MAIN", shipped_at=None, lines=[("TENT-2P", 1)])
+    second = build_dispatch_notification(
+        notification_id="DN-B", order_id=order.order_id, shipment_id=f"{order.order_id}-2",
+        carrier="DPD", tracking_number="DPD-NORD", shipped_at=None, lines=[(sku, 1)])
+    drop(ftp_drop, "dn-main.xml", first)
+    (root / "nord" / "outbox").mkdir(parents=True, exist_ok=True)
+    (root / "nord" / "outbox" / "dn-nord.xml").write_bytes(second)
+    summary = await run_import(stack)
+    assert summary["confirmed"] == 2
+    assert (root / "nord" / "archive" / "dn-nord.xml").exists()
+    assert (root / "archive" / "dn-main.xml").exists()
+    assert await stack.result(order.order_id) == "completed"
+    view = await stack.view(order.order_id)
+    assert [s.tracking_number for s in view.shipments] == ["JJD-MAIN", "DPD-NORD"]

@@ -309,6 +309,10 @@ async def test_split_order_ships_in_two_parcels_with_two_tracking_numbers(
         carrier="DPD", tracking_number="TRACK-NORD", shipment_id=nord.shipment_id))
     view = await stack.wait_status(order.order_id, OrderStatus.PARTIALLY_SHIPPED)
     assert [s.status for s in view.shipments] == ["handed_off", "shipped"]
+    # the details line (the UI's current details) names every shipment
+    assert f"{nord.shipment_id} (NORD): shipped with DPD TRACK-NORD" in view.waiting_for
+    assert f"{main.shipment_id} (MAIN): waiting for the shipping confirmation" in \
+        view.waiting_for
     await handle.signal(OrderWorkflow.shipment_confirmed, ShipmentConfirmation(
         carrier="DHL", tracking_number="TRACK-MAIN"))  # no shipment id: the open one
     assert await stack.result(order.order_id) == "completed"

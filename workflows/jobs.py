@@ -19,6 +19,7 @@ Schedule ``order-export`` for the day before, or on demand for a given day.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -53,6 +54,20 @@ _OPTIONS = {
 }
 
 
+async def _partner_files(list_files: Any, what: str) -> list[tuple[str, str]]:
+    """``(partner, name)`` of the files waiting on the FTP of every partner whose shipping
+    advice and stock lists come by FTP (``return_channel = "ftp"``)."""
+    partners: list[str] = await workflow.execute_activity_method(
+        AdviceActivities.ftp_partners, summary="the partners that send files by FTP",
+        **_OPTIONS)
+    found: list[tuple[str, str]] = []
+    for partner in partners:
+        names: list[str] = await workflow.execute_activity_method(
+            list_files, partner, summary=f"list the {what} of {partner}", **_OPTIONS)
+        found += [(partner, name) for name in names]
+    return found
+
+
 @workflow.defn
 class ShippingAdviceImportWorkflow:
     def __init__(self) -> None:
@@ -61,16 +76,14 @@ class ShippingAdviceImportWorkflow:
 
     @workflow.run
     async def run(self) -> dict[str, int]:
-        names: list[str] = await workflow.execute_activity_method(
-            AdviceActivities.list_advice_files, summary="list the partner's shipping advice",
-            **_OPTIONS)
-        for name in names:
+        files = await _partner_files(AdviceActivities.list_advice_files, "shipping advice")
+        for number, (partner, name) in enumerate(files, start=1):
             self.summary["files"] += 1
-            workflow.set_current_details(f"importing {name} ({self.summary['files']} of "
-                                         f"{len(names)})")
-            await self._import(name)
+            workflow.set_current_details(f"importing {name} of {partner} ({number} of "
+                                         f"{len(files)})")
+            await self._import(name, partner)
         workflow.set_current_details(
-            f"done: {self.summary['confirmed']} confirmations from {len(names)} file(s), "
+            f"done: {self.summary['confirmed']} confirmations from {len(files)} file(s), "
             f"{self.summary['rejected']} rejected, {self.summary['skipped']} already imported")
         return self.summary
 
@@ -78,9 +91,9 @@ class ShippingAdviceImportWorkflow:
     def progress(self) -> dict[str, int]:
         return self.summary
 
-    async def _import(self, name: str) -> None:
+    async def _import(self, name: str, partner: str) -> None:
         result: ReadAdviceResult = await workflow.execute_activity_method(
-            AdviceActivities.read_advice_file, ReadAdviceInput(name=name),
+            AdviceActivities.read_advice_file, ReadAdviceInput(name=name, partner=partner),
             summary=f"read {name}", **_OPTIONS)
         if result.already_done:
             self.summary["skipped"] += 1
@@ -172,14 +185,12 @@ class StockSyncWorkflow:
 
     @workflow.run
     async def run(self) -> dict[str, int]:
-        names: list[str] = await workflow.execute_activity_method(
-            StockActivities.list_stock_files, summary="list the partner's stock lists",
-            **_OPTIONS)
-        for name in names:
+        files = await _partner_files(StockActivities.list_stock_files, "stock lists")
+        for number, (partner, name) in enumerate(files, start=1):
             self.summary["files"] += 1
-            workflow.set_current_details(f"importing {name} ({self.summary['files']} of "
-                                         f"{len(names)})")
-            await self._import(name)
+            workflow.set_current_details(f"importing {name} of {partner} ({number} of "
+                                         f"{len(files)})")
+            await self._import(name, partner)
         if self.summary["applied"]:
             wake = await workflow.execute_child_workflow(
                 WakeBackordersWorkflow.run, id=f"{workflow.info().workflow_id}-wake")
@@ -194,9 +205,9 @@ class StockSyncWorkflow:
     def progress(self) -> dict[str, int]:
         return self.summary
 
-    async def _import(self, name: str) -> None:
+    async def _import(self, name: str, partner: str) -> None:
         result: StockImportResult = await workflow.execute_activity_method(
-            StockActivities.import_stock_file, name, summary=f"apply {name}",
+            StockActivities.import_stock_file, args=[name, partner], summary=f"apply {name}",
             start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
         if result.already_done:

@@ -22,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     import idna  # noqa: F401
 
     from activities.handoff_http import PARTNER_REJECTED
+    from activities.partners import PARTNER_UNKNOWN
+    from activities.store import DROPSHIP_PREFIX
     from models.activities import ReservationState, ReserveStockInput, StockLine
     from models.orders import (
         CLOSED_STATUSES,
@@ -150,17 +152,25 @@ class OrderWorkflow(OrderSteps):
             return
         self._round += 1
         for shipment in shipments:
-            await self._choose_carrier(shipment)
+            if shipment.warehouse.startswith(DROPSHIP_PREFIX):
+                self.event("carrier", f"{shipment.shipment_id} ships from the supplier "
+                                      f"{shipment.partner}, who chooses the carrier")
+            else:
+                await self._choose_carrier(shipment)
             await self._checkpoint(cancellable=not self._handed_off_any())
             await self._hand_off(shipment)
             self._deadlines[shipment.shipment_id] = asyncio.create_task(
-                self._confirmation_deadline(shipment.shipment_id))
+                self._confirmation_deadline(shipment))
             self._update_shipping_status()
 
-    async def _confirmation_deadline(self, shipment_id: str) -> None:
-        await workflow.sleep(self.policy.ship_confirmation_timeout,
-                             summary=f"shipping confirmation of {shipment_id} due")
-        self._overdue.append(shipment_id)
+    def _confirmation_timeout(self, shipment: ShipmentView) -> timedelta:
+        """The partner's SLA (a dropship supplier's), else the policy's timeout."""
+        return self.policy.route(shipment.partner).sla or self.policy.ship_confirmation_timeout
+
+    async def _confirmation_deadline(self, shipment: ShipmentView) -> None:
+        await workflow.sleep(self._confirmation_timeout(shipment),
+                             summary=f"shipping confirmation of {shipment.shipment_id} due")
+        self._overdue.append(shipment.shipment_id)
 
     async def _choose_carrier(self, shipment: ShipmentView) -> None:
         while True:
@@ -180,7 +190,8 @@ class OrderWorkflow(OrderSteps):
                 return
             except ActivityError as err:
                 cause = err.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == PARTNER_REJECTED):
+                if not (isinstance(cause, ApplicationError)
+                        and cause.type in (PARTNER_REJECTED, PARTNER_UNKNOWN)):
                     raise
                 await self._hold_until_released(
                     [HoldView(reason=HoldReason.HANDOFF_REJECTED,
@@ -224,7 +235,7 @@ class OrderWorkflow(OrderSteps):
         for shipment in self.view.shipments:
             if (shipment.shipment_id in overdue and shipment.status == "handed_off"
                     and not shipment.escalated):
-                await self.escalate(shipment, self.policy.ship_confirmation_timeout)
+                await self.escalate(shipment, self._confirmation_timeout(shipment))
 
     def _handed_off_any(self) -> bool:
         return any(s.status in ("handed_off", "shipped") for s in self.view.shipments)
@@ -241,15 +252,10 @@ class OrderWorkflow(OrderSteps):
             self.set_status(OrderStatus.HANDED_OFF)
 
     def _show_fulfilment(self) -> None:
-        """Status and details line while the order waits for confirmations or stock."""
+        """Status and details line while the order waits for confirmations or stock: every
+        shipment with its state, then what is still backordered."""
         state = self._reservation
-        waiting = [f"{s.shipment_id} ({s.warehouse}, "
-                   + ("escalated, " if s.escalated else "") + "handed off "
-                   + (f"{s.handed_off_at:%Y-%m-%d %H:%M} UTC" if s.handed_off_at else "") + ")"
-                   for s in self.view.shipments if s.status == "handed_off"]
-        parts = []
-        if waiting:
-            parts.append("waiting for the shipping confirmation of " + ", ".join(waiting))
+        parts = [self._shipment_text(s) for s in self.view.shipments]
         if state.backordered:
             parts.append("waiting for stock of " + ", ".join(
                 f"{b.sku} x{b.quantity}" + (f" (expected {b.expected_at:%Y-%m-%d})"
@@ -267,6 +273,21 @@ class OrderWorkflow(OrderSteps):
             self.set_hold_attribute(None)
         self._update_shipping_status()
         self.wait_for("; ".join(parts))
+
+    @staticmethod
+    def _shipment_text(shipment: ShipmentView) -> str:
+        where = shipment.partner if shipment.warehouse.startswith(DROPSHIP_PREFIX) \
+            else shipment.warehouse
+        if shipment.status == "shipped":
+            return (f"{shipment.shipment_id} ({where}): shipped with {shipment.carrier} "
+                    f"{shipment.tracking_number}")
+        if shipment.status == "handed_off":
+            since = (f" since {shipment.handed_off_at:%Y-%m-%d %H:%M} UTC"
+                     if shipment.handed_off_at else "")
+            escalated = ", escalated" if shipment.escalated else ""
+            return (f"{shipment.shipment_id} ({where}): waiting for the shipping "
+                    f"confirmation{since}{escalated}")
+        return f"{shipment.shipment_id} ({where}): {shipment.status}"
 
     async def _await_payment(self) -> None:
         method = self.order.payment.method

@@ -263,16 +263,18 @@ class OrderSteps:
                                    "build the openTRANS ORDER XML")
         known = {d.document_id for d in self.view.documents}
         self.view.documents += [d for d in (note, xml) if d.document_id not in known]
-        if self.policy.handoff_channel == "email":
-            partner, files = await self._mail_partner(shipment, [note.document_id,
-                                                                 xml.document_id])
+        route = self.policy.route(shipment.partner)
+        if route.channel == "email":
+            attach = [note.document_id] + ([xml.document_id] if route.format == "opentrans"
+                                           else [])
+            partner, files = await self._mail_partner(route.email, shipment, attach)
         else:
             result = await self._activity(
                 PartnerActivities.hand_off,
                 HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
                              document_ids=[xml.document_id, note.document_id],
-                             order=self.view),
-                "upload the order XML and delivery note to the partner")
+                             order=self.view, partner=route.code),
+                f"hand the shipment to {route.code} ({route.channel})")
             partner, files = result.partner, result.files
         shipment.status = "handed_off"
         shipment.handed_off_at = workflow.now()
@@ -280,10 +282,9 @@ class OrderSteps:
         self.event("handed_off", f"{shipment.shipment_id} handed off to {partner}: "
                                  f"{', '.join(files)}")
 
-    async def _mail_partner(self, shipment: ShipmentView,
+    async def _mail_partner(self, to: str, shipment: ShipmentView,
                             document_ids: list[str]) -> tuple[str, list[str]]:
         """The e-mail channel: the shipment order to the partner's address, once."""
-        to = self.policy.partner_email
         context = {"handoff": self.view.model_dump(mode="json"),
                    "shipment": shipment.model_dump(mode="json"),
                    "lines": [line.model_dump(mode="json")
