@@ -59,7 +59,7 @@ Duration = Annotated[
 
 # Which documents each hand-off channel can send (``Partner.format``; first = default).
 HANDOFF_FORMATS: dict[str, tuple[str, ...]] = {
-    "ftp": ("opentrans",),  # openTRANS ORDER XML + delivery note PDF into the inbox
+    "ftp": ("opentrans", "csv"),  # ORDER XML (or the CSV) + delivery note PDF into the inbox
     "http": ("json",),  # the shipment as JSON (documents base64) POSTed to ``url``
     "email": ("opentrans", "pdf"),  # a mail with the delivery note + ORDER XML (pdf: note only)
 }
@@ -73,7 +73,7 @@ class Partner(BaseModel):
 
     code: str = "fulfillment"
     channel: Literal["ftp", "http", "email"] = "ftp"  # how shipments are handed off
-    format: Literal["opentrans", "json", "pdf"] | None = None  # None: the channel's default
+    format: Literal["opentrans", "json", "pdf", "csv"] | None = None  # None: channel default
     return_channel: Literal["ftp", "api"] = "ftp"  # how its shipping advice comes back
     sla: Duration | None = None  # its shipments' confirmation timeout (default: the policy's)
     url: str = ""  # http channel: the endpoint that takes the order as JSON (POST)

@@ -45,6 +45,7 @@ from activities.opentrans import (
     validate,
     xml_datetime,
 )
+from activities.safexml import UntrustedXmlError, parse_untrusted
 from models.activities import AdviceConfirmation
 from models.orders import ShipmentConfirmation
 
@@ -65,8 +66,6 @@ TRACKING_TYPE = "deliverer_specific"  # PACKAGE_ID assigned by the carrier
 
 _NSMAP = {None: OPENTRANS_NS, "bmecat": BMECAT_NS}
 _NS = {"ot": OPENTRANS_NS, "bm": BMECAT_NS}
-_DOCTYPE_MARKERS = tuple("<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le",
-                                                                  "utf-16-be"))
 
 
 class AdviceError(ValueError):
@@ -130,19 +129,10 @@ def parse_dispatch_notification(data: bytes) -> list[AdviceConfirmation]:
 
 def _load(data: bytes) -> etree._Element:
     """The validated DISPATCHNOTIFICATION element, parsed without DTDs, entities or network."""
-    if len(data) > MAX_ADVICE_BYTES:
-        raise AdviceError(f"file is {len(data)} bytes, over the limit of {MAX_ADVICE_BYTES}")
-    if any(marker in data for marker in _DOCTYPE_MARKERS):
-        raise AdviceError("file has a DOCTYPE; DTDs and entities are refused")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             huge_tree=False, dtd_validation=False)
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise AdviceError(f"not well-formed XML: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise AdviceError("file has a DOCTYPE; DTDs and entities are refused")
+        root = parse_untrusted(data, max_bytes=MAX_ADVICE_BYTES)
+    except UntrustedXmlError as exc:
+        raise AdviceError(exc.reason) from None
     try:
         validate(root)
     except ApplicationError as exc:

@@ -11,7 +11,9 @@ the worker runs them in its ``activity_executor`` thread pool.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ log = logging.getLogger("orders.documents")
 
 PDF = "application/pdf"
 XML = "application/xml"
+CSV = "text/csv"
 _MAX_DOCUMENT_ID = 160  # column widths in models.tables.Document
 _MAX_KEY = 100
 
@@ -152,6 +155,33 @@ class _Rendered:
     number: str | None = None
 
 
+CSV_COLUMNS = ("order_id", "shipment_id", "position", "sku", "name", "quantity",
+               "delivery_name", "delivery_company", "street", "postal_code", "city", "country",
+               "phone", "shipping_method", "carrier", "packer_note", "gift_message")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (=, +, -, @, tab, CR)."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def build_order_csv(order: OrderView, shipment: ShipmentView | None) -> bytes:
+    """One row per line of the shipment; UTF-8 with BOM, ``;``, a header row."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    address = order.shipping_address
+    for position, line in enumerate(shipment_lines(order, shipment), start=1):
+        writer.writerow([_cell(v) for v in (
+            order.order_id, shipment.shipment_id if shipment else "", position, line.sku,
+            line.name, line.quantity, address.name, address.company, address.street,
+            address.postal_code, address.city, address.country, order.customer.phone,
+            order.shipping_method, shipment.carrier if shipment else "", order.packer_note,
+            order.gift_message)])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
 def _bounded(text: str, limit: int) -> str:
     """``text`` if it fits the column, else a readable prefix plus a digest of the whole."""
     if len(text) <= limit:
@@ -224,6 +254,18 @@ class DocumentActivities:
         def build(_: Session) -> _Rendered:
             content = build_order_xml(order, shipment, supplier_name=self.settings.shop_name)
             return _Rendered(content, f"{_file_stem(order.order_id, shipment)}.xml")
+
+        return self._create_once(target, build)
+
+    @activity.defn
+    def create_order_csv(self, input: DocumentInput) -> DocumentView:
+        """The shipment as CSV for partners that take the ``csv`` format (no prices)."""
+        order, shipment = input.order, input.shipment
+        target = _shipment_target(order.order_id, shipment, "order_csv", CSV)
+
+        def build(_: Session) -> _Rendered:
+            return _Rendered(build_order_csv(order, shipment),
+                             f"{_file_stem(order.order_id, shipment)}.csv")
 
         return self._create_once(target, build)
 

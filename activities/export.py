@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -31,6 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.opentrans import build_order
+from activities.safexml import schema_errors
 from models.activities import ExportOrdersInput, ExportOrdersResult
 from models.orders import OrderIn, initial_view
 from models.rules import compute_totals
@@ -42,7 +42,6 @@ __all__ = ["EXPORT_NS", "ExportActivities", "build_order_export", "export_day",
 
 EXPORT_NS = "urn:auftragsmanager:orderexport:1"
 SCHEMA = PROJECT_DIR / "schemas" / "orderexport" / "orderexport-1.0.xsd"
-_schema_lock = threading.Lock()
 
 
 @cache
@@ -78,11 +77,7 @@ def build_order_export(orders: list[OrderIn], day: date, zone: str, *, supplier_
     for order in orders:
         root.append(build_order(initial_view(order, compute_totals(order)),
                                 supplier_name=supplier_name, generated_at=now))
-    with _schema_lock:
-        schema = _schema()
-        valid = schema.validate(root)
-        errors = [f"line {e.line}: {e.message}" for e in schema.error_log][:5]
-    if not valid:
+    if errors := schema_errors(_schema(), root):
         raise ApplicationError("order export does not validate: " + "; ".join(errors),
                                type="InvalidDocument", non_retryable=True)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

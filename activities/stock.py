@@ -23,7 +23,6 @@ after the row's last sync) is skipped as stale, so an old file sent again change
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -37,6 +36,7 @@ from temporalio import activity
 
 from activities.advice import ensure_folder, fetch_file, file_names, free_name, move_file
 from activities.partners import connect, remote_path, remote_size
+from activities.safexml import UntrustedXmlError, parse_untrusted, schema_errors
 from models.activities import AdviceFile, StockImportResult, StockSyncSummary
 from models.tables import ImportedFile, Product, Stock, Warehouse
 from settings import PROJECT_DIR, Partner, Settings
@@ -47,9 +47,6 @@ __all__ = ["STOCK_NS", "StockActivities", "StockFileError", "StockList", "StockR
 
 STOCK_NS = "urn:auftragsmanager:stocklist:1"
 SCHEMA = PROJECT_DIR / "schemas" / "stocklist" / "stocklist-1.0.xsd"
-_DOCTYPE_MARKERS = tuple("<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le",
-                                                                  "utf-16-be"))
-_schema_lock = threading.Lock()
 
 
 class StockFileError(ValueError):
@@ -81,24 +78,11 @@ def _schema() -> etree.XMLSchema:
 
 def parse_stock_list(data: bytes, *, max_bytes: int) -> StockList:
     """The validated stock list; raises ``StockFileError`` with the reason."""
-    if len(data) > max_bytes:
-        raise StockFileError(f"file is {len(data)} bytes, over the limit of {max_bytes}")
-    if any(marker in data for marker in _DOCTYPE_MARKERS):
-        raise StockFileError("file has a DOCTYPE; DTDs and entities are refused")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             huge_tree=False, dtd_validation=False)
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise StockFileError(f"not well-formed XML: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise StockFileError("file has a DOCTYPE; DTDs and entities are refused")
-    with _schema_lock:
-        schema = _schema()
-        valid = schema.validate(root)
-        errors = [f"line {e.line}: {e.message}" for e in schema.error_log][:5]
-    if not valid:
+        root = parse_untrusted(data, max_bytes=max_bytes)
+    except UntrustedXmlError as exc:
+        raise StockFileError(exc.reason) from None
+    if errors := schema_errors(_schema(), root):
         raise StockFileError("not a valid stock list: " + "; ".join(errors))
     generated_at = datetime.fromisoformat(root.get("generated_at", ""))
     if generated_at.tzinfo is None:

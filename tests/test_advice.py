@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 
 import activities.advice as advice_module
-import activities.dispatch as dispatch_module
+import activities.safexml as safexml
 from activities.advice import AdviceActivities
 from activities.dispatch import (
     MAX_ADVICE_BYTES,
@@ -182,7 +182,7 @@ def test_a_missing_tracking_number_is_refused() -> None:
 
 def test_doctype_is_refused_even_past_the_byte_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """The parser's own check (no DTD at all) holds when the quick byte scan is bypassed."""
-    monkeypatch.setattr(dispatch_module, "_DOCTYPE_MARKERS", ())
+    monkeypatch.setattr(safexml, "_DOCTYPE_MARKERS", ())
     for data in (xxe(), billion_laughs()):
         with pytest.raises(AdviceError, match=r"DOCTYPE|well-formed"):
             parse_dispatch_notification(data)

@@ -186,3 +186,37 @@ async def test_email_channel_mails_the_partner_once(
         kinds = sorted(a.get_content_type() for a in mail.iter_attachments())
         assert kinds == ["application/pdf", "application/xml"]
         assert view.shipments[0].files[0].startswith("mailto:auftraege@fulfillment.example")
+
+
+async def test_csv_format_puts_a_csv_next_to_the_delivery_note(
+        client: Client, task_queue: str, partner_settings: Settings, ftp_drop: Any,
+        tmp_path: Path) -> None:
+    import csv
+    import io
+
+    partner = partner_settings.partner.model_copy(update={"format": "csv"})
+    settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue,
+                                                   "partner": partner})
+    async with running_stack(client, settings, task_queue) as stack:
+        seed(stack.engine, tmp_path)
+        order = make_order(name="=HYPERLINK(\"http://evil.example\")",
+                           lines=[("TENT-2P", 1, "229.00"), ("STOVE-1", 3, "39.90")],
+                           total=None)
+        await stack.submit(order)
+        await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
+    inbox = Path(ftp_drop.root) / "inbox"
+    names = sorted(p.name for p in inbox.glob(f"{order.order_id}-1*"))
+    assert names == [f"{order.order_id}-1-lieferschein.pdf", f"{order.order_id}-1.csv"]
+    text = (inbox / f"{order.order_id}-1.csv").read_bytes().decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=";"))
+    assert [(r["sku"], r["quantity"]) for r in rows] == [("TENT-2P", "1"), ("STOVE-1", "3")]
+    assert {r["shipment_id"] for r in rows} == {f"{order.order_id}-1"}
+    assert rows[0]["delivery_name"].startswith("'=")  # never a formula in a spreadsheet
+    assert "unit_price" not in rows[0] and "229" not in text  # no prices for the partner
+
+
+def test_a_format_the_channel_cannot_send_is_refused() -> None:
+    with pytest.raises(ValueError, match="format 'csv' is not possible on channel 'http'"):
+        Partner(code="p", channel="http", url="https://partner.example/orders", format="csv")
+    with pytest.raises(ValueError, match="channel email needs an address"):
+        Partner(code="p", channel="email")

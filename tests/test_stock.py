@@ -263,3 +263,13 @@ async def test_a_pushed_stock_list_wakes_the_backorder(stack: Stack) -> None:
         assert huge.status_code == 413 and huge.json()["detail"]["ticket_id"] > 0
     assert on_hand(stack.engine, "MAIN", sku) == 2
 
+
+
+def test_doctype_is_refused_even_past_the_byte_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser's own check (no DTD at all) holds when the quick byte scan is bypassed."""
+    import activities.safexml as safexml
+
+    monkeypatch.setattr(safexml, "_DOCTYPE_MARKERS", ())
+    for data in (XXE, LAUGHS):
+        with pytest.raises(StockFileError, match=r"DOCTYPE|well-formed"):
+            parse_stock_list(data, max_bytes=LIMIT)

@@ -257,13 +257,17 @@ class OrderSteps:
     async def hand_off(self, shipment: ShipmentView) -> None:
         self.wait_for(f"handing off {shipment.shipment_id} to the fulfillment partner")
         doc_input = DocumentInput(order=self.view, shipment=shipment)
+        route = self.policy.route(shipment.partner)
         note = await self._activity(DocumentActivities.create_delivery_note, doc_input,
                                     "render the delivery note (PDF)")
-        xml = await self._activity(DocumentActivities.create_order_xml, doc_input,
-                                   "build the openTRANS ORDER XML")
+        if route.format == "csv":
+            xml = await self._activity(DocumentActivities.create_order_csv, doc_input,
+                                       "build the shipment CSV")
+        else:
+            xml = await self._activity(DocumentActivities.create_order_xml, doc_input,
+                                       "build the openTRANS ORDER XML")
         known = {d.document_id for d in self.view.documents}
         self.view.documents += [d for d in (note, xml) if d.document_id not in known]
-        route = self.policy.route(shipment.partner)
         if route.channel == "email":
             attach = [note.document_id] + ([xml.document_id] if route.format == "opentrans"
                                            else [])
