@@ -19,13 +19,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models.activities import CarrierChoice, ChooseCarrierInput
-from models.carriers import (
-    ParcelItem,
-    ShippingConfig,
-    explain,
-    pack_parcel,
-    select_carrier,
-)
+from models.carriers import ParcelItem, explain, pack_parcel, select_carrier
+from models.network import ShippingConfig
 from models.tables import Product, Shipment
 
 __all__ = ["ShippingActivities", "ShippingConfigError", "load_shipping_config"]

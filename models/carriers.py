@@ -44,10 +44,8 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
-from models.allocation import AllocationConfig
 from models.orders import CountryCode, Money, Text
 
 __all__ = [
@@ -61,7 +59,6 @@ __all__ = [
     "PriceBand",
     "Service",
     "ShipmentNeeds",
-    "ShippingConfig",
     "explain",
     "pack_parcel",
     "select_carrier",
@@ -380,24 +377,3 @@ def explain(decision: CarrierDecision) -> str:
                      f"{_days(quote.transit_days)}")
     lines.extend(f"{code}: excluded, {reason}" for code, reason in decision.excluded.items())
     return "\n".join(lines)
-
-
-class ShippingConfig(_Strict):
-    """The shipping network (``ORDERS_SHIPPING_CONFIG``): allocation rules per channel,
-    packaging, boxes and carriers."""
-
-    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
-    packaging_weight_g: int = Field(default=0, ge=0)
-    boxes: list[Box] = Field(default_factory=list)
-    carriers: list[Carrier] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_codes(self) -> ShippingConfig:
-        for kind, items in (("carriers", self.carriers), ("boxes", self.boxes)):
-            codes = [item.code for item in items]
-            if duplicates := sorted({code for code in codes if codes.count(code) > 1}):
-                raise ValueError(f"{kind}: duplicate code {', '.join(duplicates)}")
-        return self
-
-    def carrier(self, code: str) -> Carrier | None:
-        return next((c for c in self.carriers if c.code == code), None)

@@ -1,7 +1,9 @@
 """OrderWorkflow: the lifecycle of one order, from intake to the review request.
 
-``run`` reads as the lifecycle; each step is a small private method. All I/O happens in
-activities; this module only orchestrates (timers, signals, search attributes, details).
+``run`` reads as the lifecycle; each step is a small private method. The shipments (split,
+backorders, hand-offs, confirmations) are ``Fulfilment`` (fulfilment.py), single steps are
+``OrderSteps`` (steps.py). All I/O happens in activities; the workflow code only
+orchestrates (timers, signals, search attributes, details).
 Staff and partners steer it with the signals of the contract; ``status`` returns the same
 body as ``GET /orders/{order_id}``.
 """
@@ -14,16 +16,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # pydantic validates EmailStr with these lazily; load them outside the sandbox up front
     import email_validator  # noqa: F401
     import idna  # noqa: F401
 
-    from activities.handoff_http import PARTNER_REJECTED
-    from activities.partners import PARTNER_UNKNOWN
-    from activities.store import DROPSHIP_PREFIX
     from models.activities import ReservationState, ReserveStockInput, StockLine
     from models.orders import (
         CLOSED_STATUSES,
@@ -38,11 +36,10 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         ReleaseInput,
         ShipmentConfirmation,
-        ShipmentView,
     )
     from models.rules import compute_totals
     from models.workflow_io import OrderWorkflowInput, format_duration, german_duration
-    from workflows.steps import OrderSteps
+    from workflows.fulfilment import Fulfilment
 
 __all__ = ["OrderCancelled", "OrderWorkflow"]
 
@@ -63,7 +60,7 @@ class OrderCancelled(Exception):
 
 
 @workflow.defn
-class OrderWorkflow(OrderSteps):
+class OrderWorkflow(Fulfilment):
     @workflow.init
     def __init__(self, input: OrderWorkflowInput) -> None:
         super().__init__(input, compute_totals(input.order))
@@ -117,177 +114,6 @@ class OrderWorkflow(OrderSteps):
         self._reservation = await self.reserve(ReserveStockInput(
             order_id=self.order_id, lines=lines, channel=order.channel,
             country=order.delivery_address.country))
-
-    async def _fulfil(self) -> None:
-        """Ship every line: allocate what is reserved into shipments (one per warehouse),
-        hand each off, and wait for each one's confirmation with its own timeout; lines that
-        were backordered follow in later rounds when the stock sync wakes the order."""
-        while True:
-            await self._checkpoint(cancellable=not self._handed_off_any())
-            state = self._reservation
-            if state.pending and (state.partial_delivery or not state.backordered):
-                await self._ship_round()
-                continue
-            await self._apply_confirmations()
-            await self._escalate_due()
-            unshipped = [s for s in self.view.shipments if s.status != "shipped"]
-            if not unshipped and not state.backordered and not state.pending:
-                return
-            self._show_fulfilment()
-            await workflow.wait_condition(
-                lambda: bool(self._confirmations) or bool(self._overdue) or self._stock_arrived
-                or self._release is not None or self._hold is not None
-                or (not self._handed_off_any() and self._cancel is not None))
-            if self._stock_arrived or self._release is not None:
-                release, self._release, self._stock_arrived = self._release, None, False
-                if release is not None:
-                    note = f": {release.note}" if release.note else ""
-                    self.event("released", f"backorder released by {release.by}{note}")
-                self._reservation = await self.refresh_reservation(fill=release is not None)
-
-    async def _ship_round(self) -> None:
-        shipments = await self.allocate(self._round)
-        self._reservation = self._reservation.model_copy(update={"pending": []})
-        if not shipments:
-            return
-        self._round += 1
-        for shipment in shipments:
-            if shipment.warehouse.startswith(DROPSHIP_PREFIX):
-                self.event("carrier", f"{shipment.shipment_id} ships from the supplier "
-                                      f"{shipment.partner}, who chooses the carrier")
-            else:
-                await self._choose_carrier(shipment)
-            await self._checkpoint(cancellable=not self._handed_off_any())
-            await self._hand_off(shipment)
-            self._deadlines[shipment.shipment_id] = asyncio.create_task(
-                self._confirmation_deadline(shipment))
-            self._update_shipping_status()
-
-    def _confirmation_timeout(self, shipment: ShipmentView) -> timedelta:
-        """The partner's SLA (a dropship supplier's), else the policy's timeout."""
-        return self.policy.route(shipment.partner).sla or self.policy.ship_confirmation_timeout
-
-    async def _confirmation_deadline(self, shipment: ShipmentView) -> None:
-        await workflow.sleep(self._confirmation_timeout(shipment),
-                             summary=f"shipping confirmation of {shipment.shipment_id} due")
-        self._overdue.append(shipment.shipment_id)
-
-    async def _choose_carrier(self, shipment: ShipmentView) -> None:
-        while True:
-            choice = await self.choose_carrier(shipment)
-            if choice.decision.chosen is not None:
-                return
-            await self._hold_until_released(
-                [HoldView(reason=HoldReason.NO_CARRIER,
-                          detail=f"{shipment.shipment_id}: {choice.explanation}")],
-                kind="no-carrier",
-                cancellable=not self._handed_off_any())
-
-    async def _hand_off(self, shipment: ShipmentView) -> None:
-        while True:
-            try:
-                await self.hand_off(shipment)
-                return
-            except ActivityError as err:
-                cause = err.cause
-                if not (isinstance(cause, ApplicationError)
-                        and cause.type in (PARTNER_REJECTED, PARTNER_UNKNOWN)):
-                    raise
-                await self._hold_until_released(
-                    [HoldView(reason=HoldReason.HANDOFF_REJECTED,
-                              detail=f"{shipment.shipment_id}: {cause.message}")],
-                    kind="handoff",
-                    cancellable=not self._handed_off_any())
-
-    async def _apply_confirmations(self) -> None:
-        """Match each received confirmation to its shipment and tell the customer; one that
-        fits no shipment yet waits while backordered lines may still make one."""
-        waiting: list[ShipmentConfirmation] = []
-        while self._confirmations:
-            confirmation = self._confirmations.pop(0)
-            shipment = self._shipment_for(confirmation)
-            if shipment is None:
-                if self._reservation.backordered or self._reservation.pending:
-                    waiting.append(confirmation)
-                else:
-                    self.event("signal", f"shipping confirmation {confirmation.tracking_number}"
-                                         " ignored: it matches no open shipment")
-                continue
-            deadline = self._deadlines.pop(shipment.shipment_id, None)
-            if deadline is not None and not deadline.done():
-                deadline.cancel()
-            await self.notify_shipped(shipment, confirmation)
-            if shipment.escalated:
-                await self.resolve_escalation(shipment, confirmation)
-            self._update_shipping_status()
-        self._confirmations = waiting
-
-    def _shipment_for(self, confirmation: ShipmentConfirmation) -> ShipmentView | None:
-        open_ = [s for s in self.view.shipments if s.status != "shipped"]
-        if confirmation.shipment_id:
-            return next((s for s in open_ if s.shipment_id == confirmation.shipment_id), None)
-        handed = [s for s in open_ if s.status == "handed_off"]
-        same_carrier = [s for s in handed if s.carrier == confirmation.carrier]
-        return (same_carrier or handed or open_ or [None])[0]
-
-    async def _escalate_due(self) -> None:
-        overdue, self._overdue = self._overdue, []
-        for shipment in self.view.shipments:
-            if (shipment.shipment_id in overdue and shipment.status == "handed_off"
-                    and not shipment.escalated):
-                await self.escalate(shipment, self._confirmation_timeout(shipment))
-
-    def _handed_off_any(self) -> bool:
-        return any(s.status in ("handed_off", "shipped") for s in self.view.shipments)
-
-    def _update_shipping_status(self) -> None:
-        shipments = self.view.shipments
-        shipped = [s for s in shipments if s.status == "shipped"]
-        complete = not self._reservation.backordered and not self._reservation.pending
-        if shipments and len(shipped) == len(shipments) and complete:
-            self.set_status(OrderStatus.SHIPPED)
-        elif shipped:
-            self.set_status(OrderStatus.PARTIALLY_SHIPPED)
-        elif self._handed_off_any():
-            self.set_status(OrderStatus.HANDED_OFF)
-
-    def _show_fulfilment(self) -> None:
-        """Status and details line while the order waits for confirmations or stock: every
-        shipment with its state, then what is still backordered."""
-        state = self._reservation
-        parts = [self._shipment_text(s) for s in self.view.shipments]
-        if state.backordered:
-            parts.append("waiting for stock of " + ", ".join(
-                f"{b.sku} x{b.quantity}" + (f" (expected {b.expected_at:%Y-%m-%d})"
-                                            if b.expected_at else "")
-                for b in state.backordered))
-        if not self._handed_off_any() and state.backordered:
-            detail = ", ".join(f"{b.sku} x{b.quantity}" for b in state.backordered)
-            if not self.view.hold_reasons:
-                self.view.hold_reasons = [HoldView(reason=HoldReason.OUT_OF_STOCK,
-                                                   detail=f"backordered: {detail}")]
-                self.set_hold_attribute(HoldReason.OUT_OF_STOCK.value)
-            self.set_status(OrderStatus.BACKORDERED)
-        elif self.view.hold_reasons and self.view.status == OrderStatus.BACKORDERED:
-            self.view.hold_reasons = []
-            self.set_hold_attribute(None)
-        self._update_shipping_status()
-        self.wait_for("; ".join(parts))
-
-    @staticmethod
-    def _shipment_text(shipment: ShipmentView) -> str:
-        where = shipment.partner if shipment.warehouse.startswith(DROPSHIP_PREFIX) \
-            else shipment.warehouse
-        if shipment.status == "shipped":
-            return (f"{shipment.shipment_id} ({where}): shipped with {shipment.carrier} "
-                    f"{shipment.tracking_number}")
-        if shipment.status == "handed_off":
-            since = (f" since {shipment.handed_off_at:%Y-%m-%d %H:%M} UTC"
-                     if shipment.handed_off_at else "")
-            escalated = ", escalated" if shipment.escalated else ""
-            return (f"{shipment.shipment_id} ({where}): waiting for the shipping "
-                    f"confirmation{since}{escalated}")
-        return f"{shipment.shipment_id} ({where}): {shipment.status}"
 
     async def _await_payment(self) -> None:
         method = self.order.payment.method

@@ -17,18 +17,12 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
     from activities.mail import MailActivities
-    from activities.partners import PartnerActivities
-    from activities.shipping import ShippingActivities
     from activities.store import StoreActivities
     from activities.tickets import TicketActivities
     from models.activities import (
-        AllocateShipmentInput,
-        CarrierChoice,
         CheckOrderResult,
-        ChooseCarrierInput,
         DocumentInput,
         FillBackordersInput,
-        HandOffInput,
         OpenTicketInput,
         OrderInput,
         RecordPaymentInput,
@@ -38,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         ResolveTicketInput,
         SendMailInput,
     )
-    from models.carriers import ShipmentNeeds
     from models.orders import (
         CancelInput,
         HoldView,
@@ -48,15 +41,12 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         ReleaseInput,
         SearchAttr,
-        ShipmentConfirmation,
-        ShipmentView,
         TicketView,
         TimelineEvent,
         Totals,
         initial_view,
-        shipment_lines,
     )
-    from models.workflow_io import OrderWorkflowInput, format_duration
+    from models.workflow_io import OrderWorkflowInput
 
 __all__ = ["OrderSteps"]
 
@@ -212,142 +202,6 @@ class OrderSteps:
         resume = resume_status if resume_status not in (
             OrderStatus.ON_HOLD, OrderStatus.BACKORDERED) else OrderStatus.RECEIVED
         self.set_status(resume)
-
-    async def allocate(self, round_: int) -> list[ShipmentView]:
-        if not any(s.status != "allocated" for s in self.view.shipments):
-            self.set_status(OrderStatus.ALLOCATING)
-        self.wait_for("allocating the shipments")
-        shipments: list[ShipmentView] = await self._activity(
-            StoreActivities.allocate_shipments,
-            AllocateShipmentInput(order_id=self.order_id, round=round_),
-            "turn the reservations into shipments (one per warehouse)")
-        known = {s.shipment_id for s in self.view.shipments}
-        self.view.shipments += [s for s in shipments if s.shipment_id not in known]
-        for shipment in shipments:
-            items = ", ".join(f"{line.sku} x{line.quantity}" for line in shipment.lines)
-            self.event("allocated", f"shipment {shipment.shipment_id} from {shipment.warehouse}:"
-                                    f" {items}")
-        return [s for s in self.view.shipments if s.shipment_id in
-                {shipment.shipment_id for shipment in shipments}]
-
-    async def choose_carrier(self, shipment: ShipmentView) -> CarrierChoice:
-        self.wait_for(f"choosing a carrier for {shipment.shipment_id}")
-        order = self.order
-        choice: CarrierChoice = await self._activity(
-            ShippingActivities.choose_carrier,
-            ChooseCarrierInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
-                               needs=ShipmentNeeds(country=order.delivery_address.country,
-                                                   express=order.shipping.method == "express",
-                                                   cod=order.payment.method == "cod")),
-            "choose the carrier (service, country, weight, size, price)")
-        chosen, parcel = choice.decision.chosen, choice.parcel
-        size = f"{parcel.weight_g} g, {parcel.length_mm}x{parcel.width_mm}x{parcel.height_mm} mm"
-        if chosen is None:
-            self.event("carrier", f"no carrier fits {shipment.shipment_id} ({size}):"
-                                  f"\n{choice.explanation}")
-            return choice
-        shipment.carrier = chosen.carrier
-        if choice.tracking_url:
-            self._tracking_templates[shipment.shipment_id] = choice.tracking_url
-        workflow.upsert_search_attributes([_CARRIER.value_set(chosen.carrier)])
-        self.event("carrier", f"carrier {chosen.carrier} for {shipment.shipment_id} ({size}):"
-                              f"\n{choice.explanation}")
-        return choice
-
-    async def hand_off(self, shipment: ShipmentView) -> None:
-        self.wait_for(f"handing off {shipment.shipment_id} to the fulfillment partner")
-        doc_input = DocumentInput(order=self.view, shipment=shipment)
-        route = self.policy.route(shipment.partner)
-        note = await self._activity(DocumentActivities.create_delivery_note, doc_input,
-                                    "render the delivery note (PDF)")
-        if route.format == "csv":
-            xml = await self._activity(DocumentActivities.create_order_csv, doc_input,
-                                       "build the shipment CSV")
-        else:
-            xml = await self._activity(DocumentActivities.create_order_xml, doc_input,
-                                       "build the openTRANS ORDER XML")
-        known = {d.document_id for d in self.view.documents}
-        self.view.documents += [d for d in (note, xml) if d.document_id not in known]
-        if route.channel == "email":
-            attach = [note.document_id] + ([xml.document_id] if route.format == "opentrans"
-                                           else [])
-            partner, files = await self._mail_partner(route.email, shipment, attach)
-        else:
-            result = await self._activity(
-                PartnerActivities.hand_off,
-                HandOffInput(order_id=self.order_id, shipment_id=shipment.shipment_id,
-                             document_ids=[xml.document_id, note.document_id],
-                             order=self.view, partner=route.code),
-                f"hand the shipment to {route.code} ({route.channel})")
-            partner, files = result.partner, result.files
-        shipment.status = "handed_off"
-        shipment.handed_off_at = workflow.now()
-        shipment.files = files
-        self.event("handed_off", f"{shipment.shipment_id} handed off to {partner}: "
-                                 f"{', '.join(files)}")
-
-    async def _mail_partner(self, to: str, shipment: ShipmentView,
-                            document_ids: list[str]) -> tuple[str, list[str]]:
-        """The e-mail channel: the shipment order to the partner's address, once."""
-        context = {"handoff": self.view.model_dump(mode="json"),
-                   "shipment": shipment.model_dump(mode="json"),
-                   "lines": [line.model_dump(mode="json")
-                             for line in shipment_lines(self.view, shipment)]}
-        result = await self._activity(
-            MailActivities.send_mail,
-            SendMailInput(order_id=self.order_id, key=f"handoff-{shipment.shipment_id}",
-                          to=to, template="partner_handoff", context=context,
-                          attachments=document_ids),
-            "mail the delivery note and order XML to the partner")
-        return to, [f"mailto:{to} ({result.message_id})"]
-
-    async def escalate(self, shipment: ShipmentView, timeout: timedelta) -> None:
-        ticket = await self._activity(
-            TicketActivities.open_ticket,
-            OpenTicketInput(order_id=self.order_id, key=f"escalation-{shipment.shipment_id}",
-                            kind="escalation",
-                            title=f"Order {self.order_id}: no shipping confirmation for "
-                                  f"{shipment.shipment_id}",
-                            body=f"Shipment {shipment.shipment_id} ({shipment.warehouse}) handed "
-                                 f"off, not confirmed within {format_duration(timeout)}."),
-            "open an escalation ticket")
-        self._add_ticket(ticket)
-        shipment.escalated = True
-        self.view.escalated = True
-        workflow.upsert_search_attributes([_ESCALATED.value_set(True)])
-        self.event("escalated", f"no shipping confirmation for {shipment.shipment_id}; "
-                                f"ticket #{ticket.ticket_id}")
-
-    async def resolve_escalation(self, shipment: ShipmentView,
-                                 confirmation: ShipmentConfirmation) -> None:
-        ticket = await self._activity(
-            TicketActivities.resolve_ticket,
-            ResolveTicketInput(order_id=self.order_id, key=f"escalation-{shipment.shipment_id}",
-                               by="system", note=f"confirmed late: {confirmation.tracking_number}"),
-            "resolve the escalation ticket")
-        if ticket is not None:
-            self._add_ticket(ticket)
-
-    async def notify_shipped(self, shipment: ShipmentView,
-                             confirmation: ShipmentConfirmation) -> None:
-        shipment.status = "shipped"
-        shipment.tracking_number = confirmation.tracking_number
-        shipment.shipped_at = confirmation.shipped_at or workflow.now()
-        template = self._tracking_templates.get(shipment.shipment_id)
-        if confirmation.carrier != shipment.carrier or not template:
-            template = self.policy.tracking_url
-        shipment.tracking_url = template.format(
-            carrier=confirmation.carrier, tracking_number=confirmation.tracking_number)
-        shipment.carrier = confirmation.carrier
-        workflow.upsert_search_attributes([_CARRIER.value_set(confirmation.carrier),
-                                           _TRACKING.value_set(confirmation.tracking_number)])
-        self.event("shipped", f"{shipment.shipment_id} shipped with {confirmation.carrier} "
-                              f"{confirmation.tracking_number}")
-        await self.send_customer_mail(
-            f"shipped-{shipment.shipment_id}", "shipping_confirmation",
-            extra={"shipment": shipment.model_dump(mode="json"),
-                   "lines": [line.model_dump(mode="json")
-                             for line in shipment_lines(self.view, shipment)]})
 
     async def invoice(self) -> None:
         self.wait_for("issuing the invoice")
