@@ -29,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from models.tax import TaxConfig
 from models.workflow_io import format_duration
 
 __all__ = ["Duration", "Partner", "Settings", "parse_duration"]
@@ -154,6 +155,8 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_DIR / "templates"
     shipping_config: Path = PROJECT_DIR / "demo" / "network.toml"  # allocation, carriers
     invoice_number_format: str = "RE-{year}-{number:06d}"
+    # VAT: home country, over the OSS threshold or not, rates per EU country ([tax] / ORDERS_TAX__*)
+    tax: TaxConfig = Field(default_factory=TaxConfig)
     shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule
     order_export_dir: Path = PROJECT_DIR / "var" / "exports"  # orders-YYYY-MM-DD.xml
     order_export_at: str = "00:30"  # the Schedule order-export runs daily then (shop time)

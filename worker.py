@@ -51,7 +51,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     engine = make_engine(settings.database_url)
     check_partners(engine, settings)
     network = load_shipping_config(settings.shipping_config)
-    store = StoreActivities(engine, network.allocation, settings.backorder_lead_time)
+    store = StoreActivities(engine, network.allocation, settings.backorder_lead_time,
+                            settings.tax)
     tickets = TicketActivities(engine)
     documents = DocumentActivities(engine, settings)
     mail = MailActivities(engine, settings)

@@ -31,8 +31,9 @@ from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput
 from models.orders import DocumentView, OrderView, ShipmentView, shipment_lines
-from models.rules import TaxAmount, line_total, round_money, shipping_rate, tax_breakdown
+from models.rules import line_total, order_tax, round_money
 from models.tables import Document, NumberRange
+from models.tax import TaxAmount, TaxConfig
 from settings import Settings
 
 __all__ = [
@@ -71,29 +72,32 @@ class Invoice:
     prices_gross: bool  # b2c: prices include VAT; b2b: VAT is added on top
     lines: list[InvoiceLine]
     shipping: Decimal
-    shipping_rate: Decimal
+    shipping_rates: list[Decimal]  # shipping is taxed like the goods: these rates, pro rata
     taxes: list[TaxAmount]
     net: Decimal
     tax: Decimal
     gross: Decimal
+    treatment: str  # domestic, oss, reverse_charge, export
+    note: str  # the legal note for 0 % treatments ("" for none)
 
 
-def compute_invoice(order: OrderView) -> Invoice:
-    """Line totals, VAT per rate and totals, by the rules of ``models.rules`` (so the invoice
-    total is the order's ``totals.total``): prices are gross for b2c, with the VAT contained
-    computed per rate on the gross sum; net for b2b, with the VAT added and rounded per line.
-    Shipping is taxed at the highest rate among the lines."""
+def compute_invoice(order: OrderView, tax: TaxConfig | None = None) -> Invoice:
+    """Line totals, VAT per rate and totals, by ``models.rules.order_tax`` (so the invoice
+    total is the order's ``totals.total``). The lines show the rate applied (the destination
+    country's under OSS, 0 % for reverse charge and export)."""
     prices_gross = order.customer.type == "b2c"
-    lines = [InvoiceLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
-                         unit_price=ln.unit_price, tax_rate=ln.tax_rate, total=line_total(ln))
-             for ln in order.lines]
     shipping = round_money(order.totals.shipping)
-    taxes = tax_breakdown(order.lines, shipping, prices_gross=prices_gross)
+    result = order_tax(order.lines, shipping, customer=order.customer,
+                       country=order.shipping_address.country, tax=tax)
+    decision = result.decision
+    lines = [InvoiceLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                         unit_price=ln.unit_price, tax_rate=decision.rate(ln.tax_rate),
+                         total=line_total(ln))
+             for ln in order.lines]
     return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,
-                   shipping_rate=shipping_rate(order.lines), taxes=taxes,
-                   net=sum((t.net for t in taxes), Decimal("0.00")),
-                   tax=sum((t.tax for t in taxes), Decimal("0.00")),
-                   gross=sum((t.gross for t in taxes), Decimal("0.00")))
+                   shipping_rates=[a.rate for a in result.amounts], taxes=result.amounts,
+                   net=result.net, tax=result.tax, gross=result.gross,
+                   treatment=decision.treatment, note=decision.note)
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:
@@ -290,7 +294,8 @@ class DocumentActivities:
                          issued_at: datetime) -> dict[str, Any]:
         return {"shop": _shop(self.settings), "order": order, "number": number,
                 "date": issued_at, "delivery_date": _delivery_date(order, issued_at),
-                "invoice": compute_invoice(order), "currency": order.currency}
+                "invoice": compute_invoice(order, self.settings.tax),
+                "currency": order.currency}
 
     def _create_once(self, target: _Target,
                      produce: Callable[[Session], _Rendered]) -> DocumentView:

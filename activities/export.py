@@ -35,6 +35,7 @@ from models.activities import ExportOrdersInput, ExportOrdersResult
 from models.orders import OrderIn, initial_view
 from models.rules import compute_totals
 from models.tables import OrderRecord
+from models.tax import TaxConfig
 from settings import PROJECT_DIR, Settings
 
 __all__ = ["EXPORT_NS", "ExportActivities", "build_order_export", "export_day",
@@ -67,7 +68,8 @@ def orders_of_day(engine: Engine, day: date, zone: str) -> list[OrderIn]:
 
 
 def build_order_export(orders: list[OrderIn], day: date, zone: str, *, supplier_name: str,
-                       generated_at: datetime | None = None) -> bytes:
+                       generated_at: datetime | None = None,
+                       tax: TaxConfig | None = None) -> bytes:
     """The validated export file as UTF-8 bytes."""
     now = generated_at or datetime.now(UTC)
     root = etree.Element(f"{{{EXPORT_NS}}}ORDER_EXPORT", nsmap={None: EXPORT_NS},
@@ -75,7 +77,7 @@ def build_order_export(orders: list[OrderIn], day: date, zone: str, *, supplier_
                          generated_at=now.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds"),
                          count=str(len(orders)))
     for order in orders:
-        root.append(build_order(initial_view(order, compute_totals(order)),
+        root.append(build_order(initial_view(order, compute_totals(order, tax)),
                                 supplier_name=supplier_name, generated_at=now))
     if errors := schema_errors(_schema(), root):
         raise ApplicationError("order export does not validate: " + "; ".join(errors),
@@ -95,7 +97,8 @@ class ExportActivities:
         day = (date.fromisoformat(input.day) if input.day
                else export_day(input.reference or datetime.now(UTC), zone))
         orders = orders_of_day(self.engine, day, zone)
-        content = build_order_export(orders, day, zone, supplier_name=self.settings.shop_name)
+        content = build_order_export(orders, day, zone, supplier_name=self.settings.shop_name,
+                                     tax=self.settings.tax)
         folder = Path(self.settings.order_export_dir)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"orders-{day.isoformat()}.xml"

@@ -49,6 +49,7 @@ from models.tables import (
     Shipment,
     Stock,
 )
+from models.tax import TaxConfig
 
 __all__ = ["StoreActivities", "list_products", "stock_levels"]
 
@@ -61,10 +62,11 @@ class StoreActivities:
     the stock feed does not say when the SKU comes in."""
 
     def __init__(self, engine: Engine, allocation: AllocationConfig | None = None,
-                 lead_time: timedelta = timedelta(days=7)) -> None:
+                 lead_time: timedelta = timedelta(days=7), tax: TaxConfig | None = None) -> None:
         self.engine = engine
         self.allocation = allocation or AllocationConfig()
         self.lead_time = lead_time
+        self.tax = tax
 
     # --- orders ----------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class StoreActivities:
             assert billing.id is not None and shipping.id is not None
             get_or_create(session, select(OrderRecord).where(
                 OrderRecord.order_id == order.order_id),
-                lambda: _order_record(order, customer.id, billing.id, shipping.id))
+                lambda: _order_record(order, customer.id, billing.id, shipping.id, self.tax))
             session.commit()
             return RecordOrderResult(customer_id=customer.id, new_customer=new_customer,
                                      new_address=new_billing or new_shipping)
@@ -303,10 +305,10 @@ def _address(session: Session, customer_id: int,
                                 city=address.city, country=address.country))
 
 
-def _order_record(order: OrderIn, customer_id: int, billing_id: int,
-                  shipping_id: int) -> OrderRecord:
+def _order_record(order: OrderIn, customer_id: int, billing_id: int, shipping_id: int,
+                  tax: TaxConfig | None) -> OrderRecord:
     return OrderRecord(order_id=order.order_id, channel=order.channel,
                        external_id=order.external_id, customer_id=customer_id,
                        billing_address_id=billing_id, shipping_address_id=shipping_id,
-                       currency=order.currency, total=rules.compute_totals(order).total,
+                       currency=order.currency, total=rules.compute_totals(order, tax).total,
                        payload=order.model_dump_json())

@@ -3,9 +3,9 @@
 Pure and sandbox-safe (no I/O, clocks or randomness), so the workflow may call these
 directly. Money is ``Decimal`` rounded to cents with ``ROUND_HALF_UP``.
 
-Prices are gross for ``b2c`` and net for ``b2b`` customers. For ``b2b`` the VAT is added
-per line (each line's VAT rounded on its own) and on shipping at the highest rate of the
-order's lines.
+Prices are gross for ``b2c`` and net for ``b2b`` customers. The VAT comes from
+``models.tax`` (treatment by customer and destination, shipping split across the rates in
+proportion to the goods, rounding per line and per rate).
 """
 
 from __future__ import annotations
@@ -13,24 +13,24 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from models.orders import Address, HoldReason, HoldView, OrderIn, OrderLine, Totals
+from models.orders import Address, Customer, HoldReason, HoldView, OrderIn, OrderLine, Totals
+from models.tax import TaxAmount, TaxConfig, TaxResult, classify, tax_amounts
 
 __all__ = [
     "COMMENT_DETAIL_WIDTH",
+    "DEFAULT_TAX",
     "NORMALIZED_MAX_LENGTH",
     "TaxAmount",
     "check_order",
     "compute_totals",
     "line_total",
     "normalize_address",
+    "order_tax",
+    "order_tax_of",
     "round_money",
-    "shipping_rate",
-    "tax_breakdown",
     "vat_by_rate",
 ]
 
@@ -39,6 +39,7 @@ HUNDRED = Decimal(100)
 COMMENT_DETAIL_WIDTH = 200
 NORMALIZED_MAX_LENGTH = 400  # CustomerAddress.normalized
 _GERMAN_POSTAL_CODE = re.compile(r"^\d{5}$")
+DEFAULT_TAX = TaxConfig()
 
 
 def round_money(amount: Decimal) -> Decimal:
@@ -54,66 +55,38 @@ def line_total(line: OrderLine) -> Decimal:
 # --- totals and tax ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TaxAmount:
-    """The VAT at one rate: ``net + tax == gross``."""
-
-    rate: Decimal
-    net: Decimal
-    tax: Decimal
-    gross: Decimal
-
-
-def shipping_rate(lines: Sequence[OrderLine]) -> Decimal:
-    """Shipping is taxed at the highest rate among the lines."""
-    return max((line.tax_rate for line in lines), default=Decimal(0))
+def order_tax(lines: Sequence[OrderLine], shipping: Decimal, *, customer: Customer,
+              country: str, tax: TaxConfig | None = None) -> TaxResult:
+    """VAT per rate of these lines plus shipping for ``customer`` shipping to ``country``, by
+    the shop's ``tax`` situation (``models.tax``: domestic, OSS, reverse charge, export)."""
+    config = tax or DEFAULT_TAX
+    decision = classify(customer_type=customer.type, vat_id=customer.vat_id, country=country,
+                        line_rates=[line.tax_rate for line in lines], config=config)
+    return tax_amounts([(line.tax_rate, line_total(line)) for line in lines], shipping,
+                       prices_gross=customer.type != "b2b", decision=decision)
 
 
-def tax_breakdown(lines: Sequence[OrderLine], shipping: Decimal, *,
-                  prices_gross: bool) -> list[TaxAmount]:
-    """VAT per rate (highest rate first), shipping included.
-
-    Gross prices (``b2c``): the VAT contained, computed per rate on the gross sum. Net prices
-    (``b2b``): the VAT added on top, rounded per line.
-    """
-    amounts = [(line.tax_rate, line_total(line)) for line in lines]
-    amounts.append((shipping_rate(lines), round_money(shipping)))
-    base: dict[Decimal, Decimal] = defaultdict(Decimal)
-    vat: dict[Decimal, Decimal] = defaultdict(Decimal)
-    for rate, amount in amounts:
-        base[rate] += amount
-        if not prices_gross:
-            vat[rate] += round_money(amount * rate / HUNDRED)
-    taxes = []
-    for rate, amount in sorted(base.items(), reverse=True):
-        if prices_gross:
-            tax = round_money(amount * rate / (HUNDRED + rate))
-            taxes.append(TaxAmount(rate=rate, net=amount - tax, tax=tax, gross=amount))
-        else:
-            taxes.append(TaxAmount(rate=rate, net=amount, tax=vat[rate],
-                                   gross=amount + vat[rate]))
-    return taxes
+def order_tax_of(order: OrderIn, tax: TaxConfig | None = None) -> TaxResult:
+    return order_tax(order.lines, order.shipping.price, customer=order.customer,
+                     country=order.delivery_address.country, tax=tax)
 
 
-def vat_by_rate(order: OrderIn) -> dict[Decimal, Decimal]:
-    """The VAT of the order per tax rate, shipping included (see ``tax_breakdown``)."""
-    taxes = tax_breakdown(order.lines, order.shipping.price,
-                          prices_gross=order.customer.type != "b2b")
-    return {t.rate: t.tax for t in taxes}
+def vat_by_rate(order: OrderIn, tax: TaxConfig | None = None) -> dict[Decimal, Decimal]:
+    """The VAT of the order per applied rate, shipping included."""
+    return {a.rate: a.tax for a in order_tax_of(order, tax).amounts}
 
 
-def compute_totals(order: OrderIn) -> Totals:
+def compute_totals(order: OrderIn, tax: TaxConfig | None = None) -> Totals:
     """Goods, shipping and the total to pay.
 
     ``goods`` and ``shipping`` are as priced (gross for ``b2c``, net for ``b2b``); ``total`` is
-    always gross. ``given_total`` is the shop's ``total`` (if any); ``open`` starts at the total.
+    what the customer pays: the priced amount for gross prices, net plus VAT for net prices
+    (no VAT with reverse charge or export). ``given_total`` is the shop's ``total`` (if
+    any); ``open`` starts at the total.
     """
     goods = round_money(sum((line_total(line) for line in order.lines), Decimal(0)))
     shipping = round_money(order.shipping.price)
-    total = goods + shipping
-    if order.customer.type == "b2b":
-        total += sum(vat_by_rate(order).values(), Decimal(0))
-    total = round_money(total)
+    total = round_money(order_tax_of(order, tax).gross)
     return Totals(goods=goods, shipping=shipping, total=total, given_total=order.total,
                   paid=Decimal("0.00"), open=total)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from stdnum.eu import vat as eu_vat
 
 __all__ = ["EU_COUNTRIES", "Rates", "TaxAmount", "TaxConfig", "TaxDecision", "TaxResult",
@@ -61,10 +61,14 @@ class Rates(BaseModel):
 
 
 def _eu_rates() -> dict[str, Rates]:
-    table = {"AT": ("20", "10"), "BE": ("21", "6"), "CZ": ("21", "12"), "DE": ("19", "7"),
-             "DK": ("25", "25"), "ES": ("21", "10"), "FI": ("25.5", "14"), "FR": ("20", "5.5"),
-             "IE": ("23", "13.5"), "IT": ("22", "10"), "LU": ("17", "8"), "NL": ("21", "9"),
-             "PL": ("23", "8"), "PT": ("23", "6"), "SE": ("25", "12")}
+    """Standard and (main) reduced rate of every EU country, as of 2026; check yours."""
+    table = {"AT": ("20", "10"), "BE": ("21", "6"), "BG": ("20", "9"), "CY": ("19", "5"),
+             "CZ": ("21", "12"), "DE": ("19", "7"), "DK": ("25", "25"), "EE": ("24", "9"),
+             "ES": ("21", "10"), "FI": ("25.5", "14"), "FR": ("20", "5.5"), "GR": ("24", "13"),
+             "HR": ("25", "13"), "HU": ("27", "5"), "IE": ("23", "13.5"), "IT": ("22", "10"),
+             "LT": ("21", "9"), "LU": ("17", "8"), "LV": ("21", "12"), "MT": ("18", "7"),
+             "NL": ("21", "9"), "PL": ("23", "8"), "PT": ("23", "6"), "RO": ("21", "11"),
+             "SE": ("25", "12"), "SI": ("22", "9.5"), "SK": ("23", "19")}
     return {country: Rates(standard=Decimal(s), reduced=Decimal(r))
             for country, (s, r) in table.items()}
 
@@ -77,6 +81,23 @@ class TaxConfig(BaseModel):
     home_country: str = "DE"
     oss: bool = True  # over the EU-wide OSS threshold: B2C in the EU pays destination VAT
     rates: dict[str, Rates] = Field(default_factory=_eu_rates)
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: object) -> object:
+        """Configured countries replace the built-in rates of those countries only."""
+        if isinstance(value, Mapping):
+            return {**_eu_rates(), **value}
+        return value
+
+    @model_validator(mode="after")
+    def _rates_for_every_destination(self) -> TaxConfig:
+        needed = EU_COUNTRIES if self.oss else {self.home_country}
+        missing = sorted(country for country in needed if country not in self.rates)
+        if missing:
+            raise ValueError(f"tax.rates lacks {', '.join(missing)} (standard and reduced "
+                             "rate per country; needed for OSS)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -128,8 +149,7 @@ def valid_vat_id(vat_id: str | None) -> bool:
 
 def classify(*, customer_type: str, vat_id: str | None, country: str,
              line_rates: Sequence[Decimal], config: TaxConfig) -> TaxDecision:
-    """The treatment of an order shipped to ``country`` (see the module docstring).
-    Raises ``ValueError`` when OSS applies and ``config.rates`` lacks the country."""
+    """The treatment of an order shipped to ``country`` (see the module docstring)."""
     rates = sorted(set(line_rates))
     if country not in EU_COUNTRIES:
         return TaxDecision("export", NOTES["export"], dict.fromkeys(rates, Decimal(0)))
@@ -138,15 +158,10 @@ def classify(*, customer_type: str, vat_id: str | None, country: str,
         return TaxDecision("reverse_charge", NOTES["reverse_charge"],
                            dict.fromkeys(rates, Decimal(0)))
     if customer_type != "b2b" and abroad and config.oss:
-        home, there = config.rates.get(config.home_country), config.rates.get(country)
-        if home is None or there is None:
-            missing = config.home_country if home is None else country
-            raise ValueError(f"no VAT rates configured for {missing} (needed for OSS)")
+        home, there = config.rates[config.home_country], config.rates[country]
+        # the home standard and reduced rates become the destination's; another rate on a
+        # line (0 %, a special rate) stays as it is
         mapping = {home.standard: there.standard, home.reduced: there.reduced}
-        unknown = [r for r in rates if r not in mapping and r != 0]
-        if unknown:
-            raise ValueError(f"line rate(s) {unknown} are neither the standard nor the reduced "
-                             f"rate of {config.home_country}")
         return TaxDecision("oss", NOTES["oss"], {r: mapping.get(r, r) for r in rates})
     return TaxDecision("domestic", NOTES["domestic"], {r: r for r in rates})
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from models.orders import OrderIn
+from models.tax import TaxConfig
 
 __all__ = ["OrderPolicy", "OrderWorkflowInput", "PartnerRoute", "format_duration",
            "german_duration"]
@@ -62,6 +63,7 @@ class OrderPolicy(BaseModel):
     # activity. A shipment without a partner goes to ``default_partner``.
     partners: dict[str, PartnerRoute] = {}
     default_partner: str = "fulfillment"
+    tax: TaxConfig = TaxConfig()  # the VAT rules the order's totals follow
 
     def route(self, code: str | None) -> PartnerRoute:
         code = code or self.default_partner

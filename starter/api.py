@@ -252,7 +252,7 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 def _order_export(engine: Engine, settings: Settings, day: date) -> bytes:
     zone = settings.shop_timezone
     return build_order_export(orders_of_day(engine, day, zone), day, zone,
-                              supplier_name=settings.shop_name)
+                              supplier_name=settings.shop_name, tax=settings.tax)
 
 
 def _ping_db(engine: Engine) -> None:

@@ -106,6 +106,7 @@ def policy_from(settings: Settings) -> OrderPolicy:
                                      email=p.email, sla=p.sla)
                   for code, p in settings.all_partners().items()},
         default_partner=settings.partner.code,
+        tax=settings.tax,
     )
 
 
@@ -113,7 +114,7 @@ async def submit_order(client: Client, order: OrderIn, *, settings: Settings,
                        task_queue: str | None = None) -> tuple[str, bool]:
     """Start the order's workflow; returns ``(status, created)``. A known order id never
     starts a second workflow, even after the first one has closed."""
-    totals = compute_totals(order)
+    totals = compute_totals(order, settings.tax)
     attrs = TypedSearchAttributes([
         SearchAttributePair(_KEYWORD(SearchAttr.ORDER_STATUS), OrderStatus.RECEIVED.value),
         SearchAttributePair(_KEYWORD(SearchAttr.CHANNEL), order.channel),

@@ -51,10 +51,11 @@ TOTALS = [
                  "110.50", "4.90", "115.40", id="b2c-gross-mixed-rates"),
     pytest.param(dict(customer_type="b2b", shipping={"price": "5.00"},
                       lines=[line("TENT-2P", "100.00"), line("GAS-230", "10.00", 1, "7")]),
-                 "110.00", "5.00", "135.65", id="b2b-net-plus-vat-shipping-at-19"),
+                 # shipping 5.00 split 100 : 10 -> 4.55 at 19 %, 0.45 at 7 %
+                 "110.00", "5.00", "135.59", id="b2b-net-plus-vat-shipping-split"),
     pytest.param(dict(customer_type="b2b", shipping={"price": "5.00"},
                       lines=[line("GAS-230", "10.00", 1, "7")]),
-                 "10.00", "5.00", "16.05", id="b2b-shipping-at-highest-line-rate-7"),
+                 "10.00", "5.00", "16.05", id="b2b-shipping-at-the-lines-rate-7"),
     pytest.param(dict(customer_type="b2b", shipping={"price": "0"},
                       lines=[line("CHEAP-1", "0.10", 1, "7"), line("GAS-230", "0.10", 1, "7")]),
                  "0.20", "0.00", "0.22", id="b2b-vat-rounded-per-line"),
@@ -72,6 +73,20 @@ def test_compute_totals(changes: dict[str, Any], goods: str, shipping: str, tota
     assert totals.open == totals.total and totals.paid == 0
 
 
+def test_totals_follow_the_tax_treatment() -> None:
+    austria = {"name": "Firma", "street": "Ring 1", "postal_code": "1010", "city": "Wien",
+               "country": "AT"}
+    b2b = order(customer_type="b2b", shipping={"price": "5.00"}, billing_address=austria,
+                lines=[line("TENT-2P", "100.00")], total=None)
+    assert compute_totals(b2b).total == Decimal("124.95")  # no VAT id: German VAT
+    b2b.customer.vat_id = "ATU13585627"
+    assert compute_totals(b2b).total == Decimal("105.00")  # reverse charge: net only
+    swiss = {**austria, "country": "CH", "city": "Basel", "postal_code": "4051"}
+    export = order(billing_address=swiss, total=None)
+    assert compute_totals(export).total == Decimal("233.90")  # the gross price, no VAT in it
+    assert vat_by_rate(export) == {Decimal("0"): Decimal("0.00")}
+
+
 def test_compute_totals_keeps_the_given_total() -> None:
     assert compute_totals(order(total="230.00")).given_total == Decimal("230.00")
 
@@ -79,7 +94,7 @@ def test_compute_totals_keeps_the_given_total() -> None:
 def test_vat_by_rate() -> None:
     b2b = order(customer_type="b2b", shipping={"price": "5.00"},
                 lines=[line("TENT-2P", "100.00"), line("GAS-230", "10.00", 1, "7")])
-    assert vat_by_rate(b2b) == {Decimal("19"): Decimal("19.95"), Decimal("7"): Decimal("0.70")}
+    assert vat_by_rate(b2b) == {Decimal("19"): Decimal("19.86"), Decimal("7"): Decimal("0.73")}
     assert vat_by_rate(order()) == {Decimal("19"): Decimal("37.35")}  # 233.90 * 19 / 119
 
 

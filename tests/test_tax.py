@@ -48,13 +48,19 @@ def test_classify(customer: str, vat_id: str | None, country: str, config: TaxCo
     assert note in decision.note and (note or decision.note == "")
 
 
-def test_oss_needs_the_destination_rates() -> None:
-    with pytest.raises(ValueError, match="no VAT rates configured for GR"):
-        classify(customer_type="b2c", vat_id=None, country="GR", line_rates=[D(19)],
-                 config=CONFIG)
-    with pytest.raises(ValueError, match=r"neither the standard nor the reduced"):
-        classify(customer_type="b2c", vat_id=None, country="AT", line_rates=[D(16)],
-                 config=CONFIG)
+def test_configured_rates_replace_only_their_countries() -> None:
+    config = TaxConfig(rates={"AT": {"standard": "21", "reduced": "11"}})
+    assert config.rates["AT"].standard == D(21)
+    assert config.rates["FR"] == CONFIG.rates["FR"]  # the built-in table for the others
+    assert set(config.rates) == set(CONFIG.rates)
+    with pytest.raises(ValueError, match=r"tax\.rates lacks XX"):
+        TaxConfig(home_country="XX", oss=False)
+
+
+def test_a_special_line_rate_keeps_its_rate_under_oss() -> None:
+    decision = classify(customer_type="b2c", vat_id=None, country="AT",
+                        line_rates=[D(19), D(0)], config=CONFIG)
+    assert (decision.rate(D(19)), decision.rate(D(0))) == (D(20), D(0))
 
 
 @pytest.mark.parametrize(("shipping", "goods", "parts"), [

@@ -63,7 +63,7 @@ class OrderCancelled(Exception):
 class OrderWorkflow(Fulfilment):
     @workflow.init
     def __init__(self, input: OrderWorkflowInput) -> None:
-        super().__init__(input, compute_totals(input.order))
+        super().__init__(input, compute_totals(input.order, input.policy.tax))
         self._release: ReleaseInput | None = None
         self._cancel: CancelInput | None = None
         self._hold: HoldInput | None = None
