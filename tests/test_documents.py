@@ -56,16 +56,17 @@ HOSTILE_COMMENT = '<link rel=stylesheet href="file:///etc/passwd">'
 def make_order(*, customer_type: str = "b2c", name: str = "Anna Berg",
                comment: str | None = "Bitte beim Nachbarn abgeben.",
                lines: list[OrderLine] | None = None, shipping: str = "4.90",
-               payment_method: str = "invoice") -> OrderView:
+               payment_method: str = "invoice", country: str = "DE",
+               vat_id: str | None = None) -> OrderView:
     """A fresh order as the workflow sees it, by default 1 x Trekkingzelt 2P (229.00, 19 %)
     and 2 x Gaskartusche (19.95, 7 %) plus 4.90 shipping."""
     external_id = uuid.uuid4().hex[:12]
     address = Address(name=name, street="Lindenweg 4", postal_code="94032", city="Passau",
-                      country="DE")
+                      country=country)
     order = OrderIn(
         channel="webshop", external_id=external_id, placed_at=datetime.now(UTC),
         customer=Customer(email="anna@example.de", first_name="Anna", last_name="Berg",
-                          type=customer_type),  # type: ignore[arg-type]
+                          type=customer_type, vat_id=vat_id),  # type: ignore[arg-type]
         billing_address=address,
         lines=lines or [
             OrderLine(sku="TENT-2P", name="Trekkingzelt 2P", quantity=1,
@@ -200,12 +201,32 @@ def test_invoice_pdf_has_number_lines_and_vat(documents: DocumentActivities,
     assert sequence_of(doc.number) == before + 1
     assert doc.filename == f"{doc.number}.pdf"
     text = pdf_text(stored(engine, doc.document_id).content)
-    # 229.00 + 2 x 19.95 + 4.90 shipping = 273.80 gross; VAT contained: 19 % of 233.90
-    # (tent + shipping) = 37.35, 7 % of 39.90 = 2.61
+    # 229.00 + 2 x 19.95 + 4.90 shipping = 273.80 gross; shipping split 229.00 : 39.90 into
+    # 4.17 + 0.73; VAT contained: 19 % of 233.17 = 37.23, 7 % of 40.63 = 2.66
     for expected in ("Rechnung", str(doc.number), order.order_id, "Trekkingzelt 2P",
                      "Gaskartusche", "273,80", "37,23", "2,66", "39,90", "4,90", "anteilig",
                      "IBAN", "DE02120300000000202051"):
         assert expected in text, expected
+
+
+def test_reverse_charge_invoice_shows_zero_vat_and_the_legal_note(
+        documents: DocumentActivities, engine: Engine) -> None:
+    order = make_order(customer_type="b2b", country="AT", vat_id="ATU13585627")
+    invoice = compute_invoice(order)
+    assert invoice.treatment == "reverse_charge" and invoice.tax == 0
+    assert invoice.gross == order.totals.total == Decimal("273.80")  # net, nothing added
+    doc = documents.issue_invoice(DocumentInput(order=order))
+    text = " ".join(pdf_text(stored(engine, doc.document_id).content).split())
+    assert "Reverse Charge" in text and "ATU13585627" in text
+    assert "zzgl. USt. 0 % auf 273,80" in text
+
+
+def test_oss_invoice_uses_the_destination_rates() -> None:
+    invoice = compute_invoice(make_order(country="FR"))
+    assert invoice.treatment == "oss"
+    assert [line.tax_rate for line in invoice.lines] == [Decimal("20"), Decimal("5.5")]
+    assert [t.rate for t in invoice.taxes] == [Decimal("20"), Decimal("5.5")]
+    assert invoice.gross == Decimal("273.80")  # gross prices stay what the shop asked
 
 
 def test_b2c_prices_contain_vat_and_b2b_prices_get_it_added() -> None:
