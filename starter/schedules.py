@@ -7,6 +7,7 @@ visible (and can be paused or triggered) in the web UI under *Schedules*.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -32,55 +33,51 @@ __all__ = ["ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHE
            "stock_sync_schedule"]
 
 ORDER_EXPORT_SCHEDULE = "order-export"
-
 SHIPPING_ADVICE_SCHEDULE = "shipping-advice-import"
 STOCK_SYNC_SCHEDULE = "stock-sync"
 
 
+def _schedule(workflow_run: Any, spec: ScheduleSpec, note: str, settings: Settings, *,
+              task_queue: str | None, workflow_id: str, timeout: timedelta) -> Schedule:
+    """A schedule that starts ``workflow_run`` without arguments, one run at a time."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(workflow_run, id=workflow_id,
+                                           task_queue=task_queue or settings.task_queue,
+                                           execution_timeout=timeout),
+        spec=spec, policy=SchedulePolicy(overlap=Overlap.SKIP), state=ScheduleState(note=note))
+
+
 def shipping_advice_schedule(settings: Settings, *, task_queue: str | None = None,
                              workflow_id: str = SHIPPING_ADVICE_SCHEDULE) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            ShippingAdviceImportWorkflow.run, id=workflow_id,
-            task_queue=task_queue or settings.task_queue,
-            execution_timeout=timedelta(hours=1)),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
-            every=settings.shipping_advice_interval)]),
-        policy=SchedulePolicy(overlap=Overlap.SKIP),  # one import at a time
-        state=ScheduleState(note="Imports the fulfillment partner's shipping advice "
-                                 "(openTRANS DISPATCHNOTIFICATION) from its FTP outbox"),
-    )
+    return _schedule(
+        ShippingAdviceImportWorkflow.run,
+        ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.shipping_advice_interval)]),
+        "Imports the partners' shipping advice (openTRANS DISPATCHNOTIFICATION, CSV) from "
+        "their FTP outboxes", settings, task_queue=task_queue, workflow_id=workflow_id,
+        timeout=timedelta(hours=1))
 
 
 def stock_sync_schedule(settings: Settings, *, task_queue: str | None = None,
                         workflow_id: str = STOCK_SYNC_SCHEDULE) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            StockSyncWorkflow.run, id=workflow_id,
-            task_queue=task_queue or settings.task_queue,
-            execution_timeout=timedelta(hours=2)),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.stock_sync_interval)]),
-        policy=SchedulePolicy(overlap=Overlap.SKIP),
-        state=ScheduleState(note="Imports the warehouses' stock lists (absolute levels) from "
-                                 "the partner's FTP stock folder and wakes backordered orders"),
-    )
+    return _schedule(
+        StockSyncWorkflow.run,
+        ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.stock_sync_interval)]),
+        "Imports the warehouses' stock lists (absolute levels) from the partners' FTP stock "
+        "folders and wakes backordered orders", settings, task_queue=task_queue,
+        workflow_id=workflow_id, timeout=timedelta(hours=2))
 
 
 def order_export_schedule(settings: Settings, *, task_queue: str | None = None,
                           workflow_id: str = ORDER_EXPORT_SCHEDULE) -> Schedule:
     hour, minute = (int(part) for part in settings.order_export_at.split(":"))
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            OrderExportWorkflow.run, id=workflow_id,
-            task_queue=task_queue or settings.task_queue,
-            execution_timeout=timedelta(hours=1)),
-        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
-            hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])],
-            time_zone_name=settings.shop_timezone),
-        policy=SchedulePolicy(overlap=Overlap.SKIP),
-        state=ScheduleState(note="Writes yesterday's orders as one XML file (openTRANS "
-                                 "ORDERs) into ORDERS_ORDER_EXPORT_DIR"),
-    )
+    return _schedule(
+        OrderExportWorkflow.run,
+        ScheduleSpec(calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)],
+                                                     minute=[ScheduleRange(minute)])],
+                     time_zone_name=settings.shop_timezone),
+        "Writes yesterday's orders as one XML file (openTRANS ORDERs) into "
+        "ORDERS_ORDER_EXPORT_DIR", settings, task_queue=task_queue, workflow_id=workflow_id,
+        timeout=timedelta(hours=1))
 
 
 async def apply_schedules(client: Client, settings: Settings, *,
