@@ -176,7 +176,7 @@ async def test_each_partner_gets_its_shipment_and_sends_its_own_advice(
     await stack.submit(order)
     await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
     root = Path(ftp_drop.root)
-    for _ in range(100):
+    for _ in range(300):
         if (root / "nord" / "inbox" / f"{order.order_id}-2.xml").exists():
             break
         await asyncio.sleep(0.1)

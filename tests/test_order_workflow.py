@@ -287,7 +287,7 @@ async def test_split_order_ships_in_two_parcels_with_two_tracking_numbers(
     order = make_order(lines=[("TENT-2P", 1, "229.00"), ("LAMP-N", 2, "29.90")], total=None)
     await stack.submit(order)
     view = await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF)
-    for _ in range(50):  # the second parcel is handed off right after the first
+    for _ in range(300):  # the second parcel is handed off right after the first
         if all(s.status == "handed_off" for s in view.shipments):
             break
         await asyncio.sleep(0.1)

@@ -197,7 +197,7 @@ async def test_a_stock_file_resumes_backorders_oldest_first(stack: Stack, ftp_dr
     assert (Path(ftp_drop.root) / "archive" / "lager-main.xml").exists()
     assert not (Path(ftp_drop.root) / "stock" / "lager-main.xml").exists()
     # the older order got both units and ships its second parcel, without a staff action
-    for _ in range(100):
+    for _ in range(300):
         view = await stack.view(older.order_id)
         if len(view.shipments) == 2 and view.shipments[1].status == "handed_off":
             break
