@@ -155,7 +155,6 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_DIR / "templates"
     shipping_config: Path = PROJECT_DIR / "demo" / "network.toml"  # allocation, carriers
     invoice_number_format: str = "RE-{year}-{number:06d}"
-    delivery_note_number_format: str = "LS-{year}-{number:06d}"
     # VAT: home country, over the OSS threshold or not, rates per EU country ([tax] / ORDERS_TAX__*)
     tax: TaxConfig = Field(default_factory=TaxConfig)
     shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule

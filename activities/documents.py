@@ -2,9 +2,8 @@
 
 Every document row is keyed by ``(order_id, key)``: a retried activity finds the row it
 stored before and returns it, without rendering again or burning a second invoice number.
-Invoice and delivery-note numbers are gapless per type and year: the number is taken from
-``number_range``, the PDF is rendered and the row inserted in one transaction, so any
-failure rolls the number back.
+Invoice numbers are gapless per year: the number is taken from ``number_range``, the PDF is
+rendered and the row inserted in one transaction, so any failure rolls the number back.
 
 The activity methods are sync on purpose (CPU-bound rendering, sync database sessions):
 the worker runs them in its ``activity_executor`` thread pool.
@@ -238,21 +237,15 @@ class DocumentActivities:
 
     @activity.defn
     def create_delivery_note(self, input: DocumentInput) -> DocumentView:
-        """The German delivery note (Lieferschein) of a shipment, without prices, with the
-        next gapless delivery-note number of the year (taken like an invoice number)."""
+        """The German delivery note (Lieferschein) of a shipment, without prices."""
         order, shipment = input.order, input.shipment
         target = _shipment_target(order.order_id, shipment, "delivery_note", PDF)
 
-        def render(session: Session) -> _Rendered:
-            issued_at = datetime.now(UTC)
-            sequence = next_number(session, kind="delivery_note", year=issued_at.year)
-            number = self.settings.delivery_note_number_format.format(year=issued_at.year,
-                                                                      number=sequence)
+        def render(_: Session) -> _Rendered:
             context = {"shop": _shop(self.settings), "order": order, "shipment": shipment,
-                       "lines": shipment_lines(order, shipment), "date": issued_at,
-                       "number": number}
+                       "lines": shipment_lines(order, shipment), "date": datetime.now(UTC)}
             return _Rendered(self.renderer.render_pdf("lieferschein.html", context),
-                             f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf", number)
+                             f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf")
 
         return self._create_once(target, render)
 

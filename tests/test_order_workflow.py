@@ -368,14 +368,12 @@ async def test_twenty_concurrent_orders_gapless_on_postgres(
 
 
 def assert_gapless(stack: Stack, order_ids: list[str]) -> None:
-    for kind, prefix in (("invoice", "RE"), ("delivery_note", "LS")):
-        with Session(stack.engine) as session:
-            docs = session.exec(select(Document).where(Document.kind == kind)).all()
-        # every number the workflows took in this database (other tests store fixtures
-        # with numbers of their own, outside the XX-YYYY-NNNNNN range)
-        all_numbers = sorted(int(d.number.rsplit("-", 1)[1]) for d in docs if d.number
-                             and re.fullmatch(rf"{prefix}-\d{{4}}-\d{{6}}", d.number))
+    with Session(stack.engine) as session:
+        docs = session.exec(select(Document).where(Document.kind == "invoice")).all()
+        # every invoice the workflows issued in this database (other tests store fixtures
+        # with numbers of their own, outside the RE-YYYY-NNNNNN range)
+        all_numbers = sorted(int(d.number.rsplit("-", 1)[1]) for d in docs
+                             if d.number and re.fullmatch(r"RE-\d{4}-\d{6}", d.number))
         mine = [d for d in docs if d.order_id in order_ids]
-        assert len(mine) == len(order_ids), kind
-        assert all(d.number for d in mine), kind
-        assert all_numbers == list(range(all_numbers[0], all_numbers[0] + len(all_numbers)))
+    assert len(mine) == len(order_ids)
+    assert all_numbers == list(range(all_numbers[0], all_numbers[0] + len(all_numbers)))
