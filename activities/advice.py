@@ -52,7 +52,7 @@ from models.tables import ImportedFile
 from settings import Partner, Settings
 
 __all__ = ["ADVICE_SUFFIXES", "AdviceActivities", "ensure_folder", "fetch_file", "file_names",
-           "free_name", "move_file"]
+           "free_name", "move_file", "record_import", "was_imported"]
 
 ADVICE_SUFFIXES = (".xml", ".csv")  # openTRANS DISPATCHNOTIFICATION, the CSV variant
 _NAME_LIMIT = 255  # imported_file.name
@@ -95,7 +95,7 @@ class AdviceActivities:
             return _gone(input.name)
         file, data = fetched
         file.partner = input.partner
-        if self._imported(partner.code, file.sha256):
+        if was_imported(self.engine, partner.code, file.sha256):
             return ReadAdviceResult(file=file, already_done=True)
         if data is None:
             return ReadAdviceResult(file=file, already_done=False, error=(
@@ -124,24 +124,32 @@ class AdviceActivities:
             if remote_size(ftp, source) == file.size:
                 ensure_folder(ftp, folder)
                 move_file(ftp, source, free_name(ftp, folder, file))
-        self._record(partner.code, file, input.outcome, input.detail)
+        record_import(self.engine, partner.code, file.name, file.sha256, input.outcome,
+                      input.detail)
 
-    # --- database ----------------------------------------------------------------------
 
-    def _imported(self, partner: str, sha256: str) -> bool:
-        with Session(self.engine) as session:
-            found = session.exec(select(ImportedFile.id).where(
-                ImportedFile.partner == partner, ImportedFile.sha256 == sha256)).first()
-        return found is not None
+# --- imported files ------------------------------------------------------------------
 
-    def _record(self, partner: str, file: AdviceFile, outcome: str, detail: str) -> None:
-        with Session(self.engine) as session:
-            session.add(ImportedFile(partner=partner, name=file.name[:_NAME_LIMIT],
-                                     sha256=file.sha256, outcome=outcome, detail=detail))
-            try:
-                session.commit()
-            except IntegrityError:  # recorded by an earlier attempt or another run: same
-                session.rollback()
+
+def record_import(engine: Engine, source: str, name: str, sha256: str, outcome: str,
+                  detail: str) -> bool:
+    """Record a processed file once per (source, content); False when it was already (an
+    earlier attempt or another run recorded it: the same outcome)."""
+    with Session(engine) as session:
+        session.add(ImportedFile(partner=source[:64], name=name[:_NAME_LIMIT], sha256=sha256,
+                                 outcome=outcome, detail=detail[:2000]))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+    return True
+
+
+def was_imported(engine: Engine, source: str, sha256: str) -> bool:
+    with Session(engine) as session:
+        return session.exec(select(ImportedFile.id).where(
+            ImportedFile.partner == source, ImportedFile.sha256 == sha256)).first() is not None
 
 
 # --- FTP -------------------------------------------------------------------------------

@@ -30,20 +30,26 @@ from functools import cache
 
 from lxml import etree
 from sqlalchemy import Engine, bindparam, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.advice import ensure_folder, fetch_file, file_names, free_name, move_file
+from activities.advice import (
+    ensure_folder,
+    fetch_file,
+    file_names,
+    free_name,
+    move_file,
+    record_import,
+    was_imported,
+)
 from activities.partners import connect, remote_path, remote_size
 from activities.safexml import UntrustedXmlError, parse_untrusted, schema_errors
 from models.activities import AdviceFile, StockImportResult, StockSyncSummary
-from models.tables import ImportedFile, Product, Stock, Warehouse
+from models.tables import Product, Stock, Warehouse
 from settings import PROJECT_DIR, Partner, Settings
 
 __all__ = ["STOCK_NS", "StockActivities", "StockFileError", "StockList", "StockRow",
-           "apply_stock_list", "build_stock_list", "digest", "parse_stock_list",
-           "record_import", "was_imported"]
+           "apply_stock_list", "build_stock_list", "digest", "parse_stock_list"]
 
 STOCK_NS = "urn:auftragsmanager:stocklist:1"
 SCHEMA = PROJECT_DIR / "schemas" / "stocklist" / "stocklist-1.0.xsd"
@@ -167,26 +173,6 @@ def _apply_batch(engine: Engine, stock: StockList, rows: list[StockRow],
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def record_import(engine: Engine, source: str, name: str, sha256: str, outcome: str,
-                  detail: str) -> bool:
-    """Record a processed file once per (source, content); False when it was already."""
-    with Session(engine) as session:
-        session.add(ImportedFile(partner=source[:64], name=name[:255], sha256=sha256,
-                                 outcome=outcome, detail=detail[:2000]))
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            return False
-    return True
-
-
-def was_imported(engine: Engine, source: str, sha256: str) -> bool:
-    with Session(engine) as session:
-        return session.exec(select(ImportedFile.id).where(
-            ImportedFile.partner == source, ImportedFile.sha256 == sha256)).first() is not None
 
 
 def stock_source(partner: Partner) -> str:

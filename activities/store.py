@@ -36,7 +36,13 @@ from models.activities import (
     ReservationState,
     ReserveStockInput,
 )
-from models.allocation import AllocationConfig, WarehouseInfo, plan_allocation
+from models.allocation import (
+    AllocationConfig,
+    AllocationRule,
+    WarehouseInfo,
+    plan_allocation,
+    warehouse_order,
+)
 from models.orders import Address, OrderIn, ShipmentView
 from models.orders import Customer as CustomerIn
 from models.tables import (
@@ -250,8 +256,8 @@ class StoreActivities:
                 return [rs.shipment_view(session, shipment) for shipment in done]
             if not rows:
                 return []
-            rank = {w.code: i for i, w in enumerate(
-                sorted(rs.warehouses(session), key=lambda w: (w.priority, w.code)))}
+            rank = {code: i for i, code in enumerate(
+                warehouse_order(rs.warehouses(session), AllocationRule(), ""))}
             per_warehouse: dict[str, list[Reservation]] = {}
             for row in sorted(rows, key=lambda r: (rank.get(r.warehouse, len(rank)),
                                                     r.warehouse)):

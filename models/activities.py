@@ -106,10 +106,6 @@ class ReservationState(BaseModel):
     def reserved(self) -> bool:
         return bool(self.pending)
 
-    @property
-    def warehouses(self) -> list[str]:
-        return list(dict.fromkeys(line.warehouse for line in self.pending))
-
 
 class FillBackordersInput(BaseModel):
     skus: list[str] | None = None  # only backorders of these SKUs (None: all)

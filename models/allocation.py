@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["AllocationConfig", "AllocationPlan", "AllocationRule", "Pick", "WarehouseInfo",
-           "plan_allocation"]
+           "plan_allocation", "warehouse_order"]
 
 Rule = Literal["single-warehouse-first", "nearest"]
 
@@ -67,10 +67,6 @@ class AllocationPlan(_Strict):
     picks: list[Pick] = Field(default_factory=list)
     short: dict[str, int] = Field(default_factory=dict)  # sku -> quantity nobody has
     explanation: str = ""
-
-    @property
-    def warehouses(self) -> list[str]:
-        return list(dict.fromkeys(pick.warehouse for pick in self.picks))
 
 
 def warehouse_order(warehouses: Sequence[WarehouseInfo], rule: AllocationRule,

@@ -25,14 +25,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.stock import (
-    StockFileError,
-    apply_stock_list,
-    digest,
-    parse_stock_list,
-    record_import,
-    was_imported,
-)
+from activities.advice import record_import, was_imported
+from activities.stock import StockFileError, apply_stock_list, digest, parse_stock_list
 from activities.tickets import TicketActivities
 from models.activities import OpenTicketInput
 from models.orders import (
