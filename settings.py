@@ -154,7 +154,10 @@ class Settings(BaseSettings):
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
     shipping_config: Path = PROJECT_DIR / "demo" / "network.toml"  # allocation, carriers
+    # Document numbers: gapless per type and year; each format needs {year} and {number}.
     invoice_number_format: str = "RE-{year}-{number:06d}"
+    credit_note_number_format: str = "GS-{year}-{number:06d}"
+    delivery_note_number_format: str = "LS-{year}-{number:06d}"
     # VAT: home country, over the OSS threshold or not, rates per EU country ([tax] / ORDERS_TAX__*)
     tax: TaxConfig = Field(default_factory=TaxConfig)
     shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule
@@ -188,6 +191,32 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from None
         return value
+
+    @field_validator("invoice_number_format", "credit_note_number_format",
+                     "delivery_note_number_format")
+    @classmethod
+    def _number_format(cls, value: str) -> str:
+        try:
+            a, b = (value.format(year=2026, number=n) for n in (1, 2))
+            other_year = value.format(year=2027, number=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a number format with {{year}} and "
+                             f"{{number}} (e.g. RE-{{year}}-{{number:06d}}): {exc}") from None
+        if a == b or a == other_year:
+            raise ValueError(f"{value!r} must contain both {{year}} and {{number}}, "
+                             "or numbers would repeat")
+        if len(value.format(year=9999, number=999_999)) > 40:
+            raise ValueError(f"{value!r} gives numbers longer than 40 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_number_formats(self) -> Settings:
+        formats = (self.invoice_number_format, self.credit_note_number_format,
+                   self.delivery_note_number_format)
+        if len({f.format(year=2026, number=1) for f in formats}) < len(formats):
+            raise ValueError("invoice, credit note and delivery note number formats must "
+                             "differ (document numbers are unique across types)")
+        return self
 
     @field_validator("order_export_at")
     @classmethod

@@ -1,9 +1,19 @@
 """Documents: delivery note and invoice (PDF), openTRANS ORDER (XML), stored in the database.
 
 Every document row is keyed by ``(order_id, key)``: a retried activity finds the row it
-stored before and returns it, without rendering again or burning a second invoice number.
-Invoice numbers are gapless per year: the number is taken from ``number_range``, the PDF is
-rendered and the row inserted in one transaction, so any failure rolls the number back.
+stored before and returns it, without rendering again or burning a second number.
+
+Numbered documents (invoice, delivery note, credit note) are gapless per type and year, in
+two short steps so that no lock is held while a PDF renders:
+
+1. *reserve*: one transaction takes the next number from ``number_range`` (row lock) and
+   inserts the document row with its number and issue time but no content yet;
+2. *fill*: the PDF is rendered outside any transaction from what the row says, then stored
+   with ``UPDATE ... WHERE content IS NULL`` (an issued document is never overwritten).
+
+A crash or a failed render between the two leaves a reserved row; the retry of the same
+activity finds it and renders with the same number and date. So a number is never skipped
+and never given twice, and a concurrent duplicate call ends on the same row.
 
 The activity methods are sync on purpose (CPU-bound rendering, sync database sessions):
 the worker runs them in its ``activity_executor`` thread pool.
@@ -101,9 +111,11 @@ def compute_invoice(order: OrderView, tax: TaxConfig | None = None) -> Invoice:
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:
-    """The stored document (bytes, media type, filename) for the API, or None."""
+    """The stored document (bytes, media type, filename) for the API, or None (also while
+    a numbered document is reserved but not yet rendered)."""
     with Session(engine) as session:
-        return session.get(Document, document_id)
+        row = session.get(Document, document_id)
+        return row if row is not None and row.content is not None else None
 
 
 def next_number(session: Session, *, kind: str, year: int) -> int:
@@ -156,7 +168,6 @@ class _Target:
 class _Rendered:
     content: bytes
     filename: str
-    number: str | None = None
 
 
 CSV_COLUMNS = ("order_id", "shipment_id", "position", "sku", "name", "quantity",
@@ -237,17 +248,20 @@ class DocumentActivities:
 
     @activity.defn
     def create_delivery_note(self, input: DocumentInput) -> DocumentView:
-        """The German delivery note (Lieferschein) of a shipment, without prices."""
+        """The German delivery note (Lieferschein) of a shipment, without prices, with the
+        next gapless delivery-note number of the year."""
         order, shipment = input.order, input.shipment
         target = _shipment_target(order.order_id, shipment, "delivery_note", PDF)
 
-        def render(_: Session) -> _Rendered:
+        def render(number: str, issued_at: datetime) -> bytes:
             context = {"shop": _shop(self.settings), "order": order, "shipment": shipment,
-                       "lines": shipment_lines(order, shipment), "date": datetime.now(UTC)}
-            return _Rendered(self.renderer.render_pdf("lieferschein.html", context),
-                             f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf")
+                       "lines": shipment_lines(order, shipment), "number": number,
+                       "date": issued_at}
+            return self.renderer.render_pdf("lieferschein.html", context)
 
-        return self._create_once(target, render)
+        return self._issue_numbered(
+            target, self.settings.delivery_note_number_format,
+            lambda _number: f"{_file_stem(order.order_id, shipment)}-lieferschein.pdf", render)
 
     @activity.defn
     def create_order_xml(self, input: DocumentInput) -> DocumentView:
@@ -255,7 +269,7 @@ class DocumentActivities:
         order, shipment = input.order, input.shipment
         target = _shipment_target(order.order_id, shipment, "order_xml", XML)
 
-        def build(_: Session) -> _Rendered:
+        def build() -> _Rendered:
             content = build_order_xml(order, shipment, supplier_name=self.settings.shop_name)
             return _Rendered(content, f"{_file_stem(order.order_id, shipment)}.xml")
 
@@ -267,7 +281,7 @@ class DocumentActivities:
         order, shipment = input.order, input.shipment
         target = _shipment_target(order.order_id, shipment, "order_csv", CSV)
 
-        def build(_: Session) -> _Rendered:
+        def build() -> _Rendered:
             return _Rendered(build_order_csv(order, shipment),
                              f"{_file_stem(order.order_id, shipment)}.csv")
 
@@ -279,16 +293,12 @@ class DocumentActivities:
         order = input.order
         target = _Target(order.order_id, "invoice", "invoice", f"{order.order_id}-invoice", PDF)
 
-        def issue(session: Session) -> _Rendered:
-            issued_at = datetime.now(UTC)
-            sequence = next_number(session, kind="invoice", year=issued_at.year)
-            number = self.settings.invoice_number_format.format(year=issued_at.year,
-                                                                number=sequence)
+        def render(number: str, issued_at: datetime) -> bytes:
             context = self._invoice_context(order, number, issued_at)
-            return _Rendered(self.renderer.render_pdf("rechnung.html", context),
-                             f"{number}.pdf", number)
+            return self.renderer.render_pdf("rechnung.html", context)
 
-        return self._create_once(target, issue)
+        return self._issue_numbered(target, self.settings.invoice_number_format,
+                                    lambda number: f"{number}.pdf", render)
 
     def _invoice_context(self, order: OrderView, number: str,
                          issued_at: datetime) -> dict[str, Any]:
@@ -298,20 +308,18 @@ class DocumentActivities:
                 "currency": order.currency}
 
     def _create_once(self, target: _Target,
-                     produce: Callable[[Session], _Rendered]) -> DocumentView:
-        """Return the stored row for ``target``, or produce and insert it in one transaction.
-
-        ``produce`` runs inside the transaction (the invoice takes its number there); if a
-        concurrent call stored the same document first, ours is rolled back and theirs
-        returned."""
+                     produce: Callable[[], _Rendered]) -> DocumentView:
+        """Return the stored row for ``target``, or produce and insert it in one transaction
+        (unnumbered documents); if a concurrent call stored the same document first, ours is
+        rolled back and theirs returned."""
         if (found := self._existing(target)) is not None:
             return found
         try:
+            rendered = produce()
             with Session(self.engine) as session:
-                rendered = produce(session)
                 row = Document(
                     document_id=target.document_id, order_id=target.order_id, key=target.key,
-                    kind=target.kind, number=rendered.number, filename=rendered.filename,
+                    kind=target.kind, filename=rendered.filename,
                     media_type=target.media_type, content=rendered.content,
                     sha256=hashlib.sha256(rendered.content).hexdigest())
                 view = _view(row)
@@ -324,6 +332,54 @@ class DocumentActivities:
             log.info("document %s was stored concurrently; returning that one",
                      target.document_id)
             return found
+
+    def _issue_numbered(self, target: _Target, number_format: str,
+                        filename: Callable[[str], str],
+                        render: Callable[[str, datetime], bytes]) -> DocumentView:
+        """Reserve the next number of ``target.kind`` with the document row (short
+        transaction), render outside it, then fill the row once (see the module doc)."""
+        row = self._reserve(target, number_format, filename)
+        if row.content is not None:
+            return _view(row)
+        assert row.number is not None and row.issued_at is not None
+        content = render(row.number, row.issued_at)
+        digest = hashlib.sha256(content).hexdigest()
+        with Session(self.engine) as session:
+            session.exec(update(Document)
+                         .where(col(Document.document_id) == row.document_id,
+                                col(Document.content).is_(None))
+                         .values(content=content, sha256=digest)
+                         .execution_options(synchronize_session=False))
+            session.commit()
+        log.info("issued %s %s for order %s", target.kind, row.number, target.order_id)
+        return _view(row)
+
+    def _reserve(self, target: _Target, number_format: str,
+                 filename: Callable[[str], str]) -> Document:
+        """The row of ``target``: the one a previous attempt reserved or filled, or a new one
+        with the next number (taken and inserted in one transaction, so a failure or a
+        concurrent duplicate gives the number back)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            if (row := _find(session, target.order_id, target.key)) is not None:
+                return row
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                issued_at = datetime.now(UTC)
+                sequence = next_number(session, kind=target.kind, year=issued_at.year)
+                number = number_format.format(year=issued_at.year, number=sequence)
+                row = Document(
+                    document_id=target.document_id, order_id=target.order_id, key=target.key,
+                    kind=target.kind, number=number, filename=filename(number),
+                    media_type=target.media_type, issued_at=issued_at)
+                session.add(row)
+                session.commit()
+                return row
+        except IntegrityError:
+            with Session(self.engine, expire_on_commit=False) as session:
+                if (row := _find(session, target.order_id, target.key)) is None:
+                    raise
+                log.info("%s was reserved concurrently; using that one", target.document_id)
+                return row
 
     def _existing(self, target: _Target) -> DocumentView | None:
         with Session(self.engine) as session:

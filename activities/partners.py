@@ -47,7 +47,8 @@ def load_documents(engine: Engine, document_ids: Iterable[str]) -> list[Document
     non-retryable ``DocumentMissing`` (documents are written before anyone refers to them)."""
     ids = list(document_ids)
     with Session(engine) as session:
-        rows = session.exec(select(Document).where(col(Document.document_id).in_(ids))).all()
+        rows = session.exec(select(Document).where(col(Document.document_id).in_(ids),
+                                                   col(Document.content).is_not(None))).all()
     found = {row.document_id: row for row in rows}
     missing = [i for i in ids if i not in found]
     if missing:

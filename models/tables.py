@@ -167,12 +167,15 @@ class Document(SQLModel, table=True):
     document_id: str = Field(primary_key=True, max_length=160)
     order_id: str = Field(index=True, max_length=100)
     key: str = Field(max_length=100)
-    kind: str  # delivery_note, order_xml, invoice
+    kind: str  # delivery_note, order_csv, order_xml, invoice, credit_note
     number: str | None = Field(default=None, unique=True, max_length=40)
     filename: str
     media_type: str
-    sha256: str
-    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # Numbered documents are reserved first (number, issued_at) and filled once: content
+    # and sha256 are NULL only between the two steps (activities/documents.py).
+    sha256: str | None = None
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    issued_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -7,9 +7,12 @@ compares invoice numbers with the range's state before the test.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +29,14 @@ from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 
 from activities import opentrans
+from activities.db import make_engine
 from activities.documents import DocumentActivities, compute_invoice, get_document
 from activities.render import FetchRefused, PdfRenderer, TemplateFetcher
 from models.activities import DocumentInput
 from models.orders import (
     Address,
     Customer,
+    DocumentView,
     OrderIn,
     OrderLine,
     OrderStatus,
@@ -136,15 +141,16 @@ def stored(engine: Engine, document_id: str) -> Document:
     return row
 
 
-def last_invoice_number(engine: Engine, year: int | None = None) -> int:
+def last_invoice_number(engine: Engine, year: int | None = None, *,
+                        kind: str = "invoice") -> int:
     with Session(engine) as session:
-        row = session.get(NumberRange, ("invoice", year or datetime.now(UTC).year))
+        row = session.get(NumberRange, (kind, year or datetime.now(UTC).year))
         return row.last_number if row is not None else 0
 
 
-def sequence_of(number: str | None) -> int:
+def sequence_of(number: str | None, *, prefix: str = "RE") -> int:
     assert number is not None
-    match = re.fullmatch(rf"RE-{datetime.now(UTC).year}-(\d{{6}})", number)
+    match = re.fullmatch(rf"{prefix}-{datetime.now(UTC).year}-(\d{{6}})", number)
     assert match, number
     return int(match.group(1))
 
@@ -167,6 +173,8 @@ def test_delivery_note_lists_lines_without_prices(documents: DocumentActivities,
                      "TENT-2P", "GAS-1", "Lindenweg 4", "Bitte beim Nachbarn abgeben."):
         assert expected in text
     assert "229,00" not in text
+    assert sequence_of(doc.number, prefix="LS") >= 1
+    assert f"Lieferscheinnummer: {doc.number}" in text
 
 
 def test_delivery_note_is_stored_once(documents: DocumentActivities, engine: Engine,
@@ -271,8 +279,10 @@ def test_invoice_twice_returns_the_same_number(documents: DocumentActivities,
     assert last_invoice_number(engine) == after_first
 
 
-def test_failed_invoice_gives_its_number_back(documents: DocumentActivities, engine: Engine,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_between_number_and_pdf_keeps_the_number_for_the_retry(
+        documents: DocumentActivities, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The number is reserved with the row before rendering; a failed attempt leaves the
+    reservation (nothing visible yet) and the retry renders it: no gap, no duplicate."""
     order = make_order()
     before = last_invoice_number(engine)
 
@@ -283,24 +293,100 @@ def test_failed_invoice_gives_its_number_back(documents: DocumentActivities, eng
         patch.setattr(documents.renderer, "render_pdf", broken)
         with pytest.raises(RuntimeError, match="renderer crashed"):
             documents.issue_invoice(DocumentInput(order=order))
-    assert last_invoice_number(engine) == before
-    assert get_document(engine, f"{order.order_id}-invoice") is None
+    assert last_invoice_number(engine) == before + 1
+    assert get_document(engine, f"{order.order_id}-invoice") is None  # not issued yet
+    with Session(engine) as session:
+        reserved = session.get(Document, f"{order.order_id}-invoice")
+        assert reserved is not None and reserved.content is None
+        assert sequence_of(reserved.number) == before + 1
 
     doc = documents.issue_invoice(DocumentInput(order=order))
+
     assert sequence_of(doc.number) == before + 1
+    assert last_invoice_number(engine) == before + 1
+    text = pdf_text(stored(engine, doc.document_id).content)
+    assert doc.number in text
 
 
-def test_concurrent_invoices_are_gapless(documents: DocumentActivities,
-                                         engine: Engine) -> None:
-    orders = [make_order() for _ in range(20)]
+def test_an_issued_document_is_never_rendered_again(documents: DocumentActivities,
+                                                     engine: Engine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    order = make_order()
+    doc = documents.issue_invoice(DocumentInput(order=order))
+    row = stored(engine, doc.document_id)
+
+    def must_not_render(*_: Any) -> bytes:
+        raise AssertionError("an issued invoice was rendered again")
+
+    monkeypatch.setattr(documents.renderer, "render_pdf", must_not_render)
+    assert documents.issue_invoice(DocumentInput(order=order)) == doc
+    again = stored(engine, doc.document_id)
+    assert (again.content, again.sha256) == (row.content, row.sha256)
+    assert row.sha256 == hashlib.sha256(row.content or b"").hexdigest()
+
+
+def test_no_lock_is_held_while_a_document_renders(documents: DocumentActivities,
+                                                   engine: Engine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invoice A's rendering waits until invoice B is issued: that only finishes if A holds
+    no number-range lock while it renders."""
+    slow, fast = make_order(name="Slow Renderer"), make_order(name="Fast Renderer")
+    b_issued = threading.Event()
+    real_render = documents.renderer.render_pdf
+
+    def render(template: str, context: dict[str, Any]) -> bytes:
+        if context["order"].order_id == slow.order_id:
+            assert b_issued.wait(timeout=30), "invoice B never got a number"
+        return real_render(template, context)
+
+    monkeypatch.setattr(documents.renderer, "render_pdf", render)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(documents.issue_invoice, DocumentInput(order=slow))
+        deadline = time.monotonic() + 30
+        while not reserved_number(engine, f"{slow.order_id}-invoice"):
+            assert time.monotonic() < deadline, "invoice A never reserved its number"
+            time.sleep(0.02)
+        second = documents.issue_invoice(DocumentInput(order=fast))
+        b_issued.set()
+        a = first.result(timeout=60)
+    assert sequence_of(second.number) == sequence_of(a.number) + 1
+
+
+def reserved_number(engine: Engine, document_id: str) -> str | None:
+    with Session(engine) as session:
+        row = session.get(Document, document_id)
+        return row.number if row is not None else None
+
+
+def test_concurrent_invoices_from_two_workers_are_gapless(engine: Engine,
+                                                          database_url: str) -> None:
+    """50 invoices and 50 delivery notes at once from two independent "workers" (own
+    engines, own connection pools) on the same database."""
+    workers = [DocumentActivities(make_engine(database_url), Settings()) for _ in range(2)]
+    orders = [make_order() for _ in range(50)]
     before = last_invoice_number(engine)
+    before_notes = last_invoice_number(engine, kind="delivery_note")
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        docs = list(pool.map(lambda o: documents.issue_invoice(DocumentInput(order=o)), orders))
+    def issue(i: int) -> tuple[DocumentView, DocumentView]:
+        worker = workers[i % 2]
+        order = orders[i]
+        note = worker.create_delivery_note(DocumentInput(order=order,
+                                                         shipment=shipment_of(order)))
+        return worker.issue_invoice(DocumentInput(order=order)), note
 
-    numbers = sorted(sequence_of(doc.number) for doc in docs)
-    assert numbers == list(range(before + 1, before + 21))
-    assert last_invoice_number(engine) == before + 20
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            docs = list(pool.map(issue, range(50)))
+    finally:
+        for worker in workers:
+            worker.engine.dispose()
+
+    numbers = sorted(sequence_of(invoice.number) for invoice, _ in docs)
+    assert numbers == list(range(before + 1, before + 51))
+    notes = sorted(sequence_of(note.number, prefix="LS") for _, note in docs)
+    assert notes == list(range(before_notes + 1, before_notes + 51))
+    assert last_invoice_number(engine) == before + 50
+    assert last_invoice_number(engine, kind="delivery_note") == before_notes + 50
 
 
 def test_concurrent_retries_of_one_invoice_burn_one_number(documents: DocumentActivities,
@@ -414,7 +500,7 @@ def test_html_is_autoescaped() -> None:
     html = renderer.render_html("lieferschein.html", {
         "shop": {"name": "Shop", "address": "Adresse", "bank_account_holder": "",
                  "bank_iban": "", "bank_bic": ""},
-        "order": order, "shipment": None, "date": datetime.now(UTC)})
+        "order": order, "shipment": None, "number": "LS-2026-000001", "date": datetime.now(UTC)})
 
     assert "<img" not in html and "&lt;img src=&#34;http://127.0.0.1:9/x.png&#34;&gt;" in html
     assert "<link rel=stylesheet" not in html and "&lt;link rel=stylesheet" in html

@@ -50,3 +50,21 @@ def test_example_config_documents_every_setting(monkeypatch: pytest.MonkeyPatch)
     for name in Settings.model_fields:
         assert re.search(rf"^#? ?{name} =|^\[{name}\]", text, re.M), name
         assert f"ORDERS_{name.upper()}" in readme, name
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("invoice_number_format", "RE-{number:06d}", "both {year} and {number}"),
+    ("credit_note_number_format", "GS-{year}", "both {year} and {number}"),
+    ("delivery_note_number_format", "LS-{jahr}-{number}", "not a number format"),
+    ("invoice_number_format", "RE-{year}-{number:060d}", "longer than 40"),
+])
+def test_bad_number_formats_are_rejected(field: str, value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        Settings(**{field: value})
+
+
+def test_number_formats_must_differ() -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        Settings(credit_note_number_format="RE-{year}-{number:06d}")
+    custom = Settings(invoice_number_format="{year}/{number}")
+    assert custom.invoice_number_format.format(year=2026, number=7) == "2026/7"
