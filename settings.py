@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     bank_account_holder: str = "Demo-Shop GmbH"
     bank_iban: str = "DE02120300000000202051"
     bank_bic: str = "BYLADEM1001"
+    # The seller in e-invoices (Factur-X / ZUGFeRD): structured address and VAT id
+    shop_street: str = "Hauptstraße 1"
+    shop_postal_code: str = "94032"
+    shop_city: str = "Passau"
+    shop_country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    shop_vat_id: str = Field(default="DE136695976", pattern=r"^[A-Z]{2}[0-9A-Za-z+*.]{2,13}$")
+    shop_email: str = "buchhaltung@demo-shop.example"
     review_url: str = "https://shop.example.com/bewertung/{order_id}"
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
@@ -158,6 +165,9 @@ class Settings(BaseSettings):
     invoice_number_format: str = "RE-{year}-{number:06d}"
     credit_note_number_format: str = "GS-{year}-{number:06d}"
     delivery_note_number_format: str = "LS-{year}-{number:06d}"
+    invoice_payment_days: int = Field(default=14, ge=0, le=365)  # due date of invoice terms
+    # Invoices and credit notes as Factur-X (EN 16931): the CII XML embedded in a PDF/A-3b
+    einvoice: bool = True
     # VAT: home country, over the OSS threshold or not, rates per EU country ([tax] / ORDERS_TAX__*)
     tax: TaxConfig = Field(default_factory=TaxConfig)
     shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule

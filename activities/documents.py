@@ -27,9 +27,9 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,13 +37,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from activities.einvoice import INVOICE, build_cii, embed, order_einvoice
 from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput
+from models.invoice import Invoice, InvoiceLine, compute_invoice
 from models.orders import DocumentView, OrderView, ShipmentView, shipment_lines
-from models.rules import line_total, order_tax, round_money
 from models.tables import Document, NumberRange
-from models.tax import TaxAmount, TaxConfig
 from settings import Settings
 
 __all__ = [
@@ -62,52 +62,6 @@ XML = "application/xml"
 CSV = "text/csv"
 _MAX_DOCUMENT_ID = 160  # column widths in models.tables.Document
 _MAX_KEY = 100
-
-
-# --- invoice amounts -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    sku: str
-    name: str
-    quantity: int
-    unit_price: Decimal
-    tax_rate: Decimal
-    total: Decimal
-
-
-@dataclass(frozen=True)
-class Invoice:
-    prices_gross: bool  # b2c: prices include VAT; b2b: VAT is added on top
-    lines: list[InvoiceLine]
-    shipping: Decimal
-    shipping_rates: list[Decimal]  # shipping is taxed like the goods: these rates, pro rata
-    taxes: list[TaxAmount]
-    net: Decimal
-    tax: Decimal
-    gross: Decimal
-    treatment: str  # domestic, oss, reverse_charge, export
-    note: str  # the legal note for 0 % treatments ("" for none)
-
-
-def compute_invoice(order: OrderView, tax: TaxConfig | None = None) -> Invoice:
-    """Line totals, VAT per rate and totals, by ``models.rules.order_tax`` (so the invoice
-    total is the order's ``totals.total``). The lines show the rate applied (the destination
-    country's under OSS, 0 % for reverse charge and export)."""
-    prices_gross = order.customer.type == "b2c"
-    shipping = round_money(order.totals.shipping)
-    result = order_tax(order.lines, shipping, customer=order.customer,
-                       country=order.shipping_address.country, tax=tax)
-    decision = result.decision
-    lines = [InvoiceLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
-                         unit_price=ln.unit_price, tax_rate=decision.rate(ln.tax_rate),
-                         total=line_total(ln))
-             for ln in order.lines]
-    return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,
-                   shipping_rates=[a.rate for a in result.amounts], taxes=result.amounts,
-                   net=result.net, tax=result.tax, gross=result.gross,
-                   treatment=decision.treatment, note=decision.note)
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:
@@ -295,15 +249,27 @@ class DocumentActivities:
 
         def render(number: str, issued_at: datetime) -> bytes:
             context = self._invoice_context(order, number, issued_at)
-            return self.renderer.render_pdf("rechnung.html", context)
+            if not self.settings.einvoice:
+                return self.renderer.render_pdf("rechnung.html", context)
+            pdf = self.renderer.render_pdf("rechnung.html", context, pdf_variant="pdf/a-3b")
+            xml = build_cii(order_einvoice(
+                order, context["invoice"], number=number, type_code=INVOICE,
+                issued_on=context["issued_on"], delivered_on=context["delivery_date"].date(),
+                due_on=context["due_date"], settings=self.settings))
+            return embed(pdf, xml, title=f"Rechnung {number}", author=self.settings.shop_name,
+                         subject=f"Rechnung {number} zur Bestellung {order.order_id}")
 
         return self._issue_numbered(target, self.settings.invoice_number_format,
                                     lambda number: f"{number}.pdf", render)
 
     def _invoice_context(self, order: OrderView, number: str,
                          issued_at: datetime) -> dict[str, Any]:
+        issued_on = issued_at.astimezone(ZoneInfo(self.settings.shop_timezone)).date()
+        days = self.settings.invoice_payment_days
         return {"shop": _shop(self.settings), "order": order, "number": number,
-                "date": issued_at, "delivery_date": _delivery_date(order, issued_at),
+                "date": issued_at, "issued_on": issued_on,
+                "delivery_date": _delivery_date(order, issued_at),
+                "payment_days": days, "due_date": issued_on + timedelta(days=days),
                 "invoice": compute_invoice(order, self.settings.tax),
                 "currency": order.currency}
 

