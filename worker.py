@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.advice import AdviceActivities
+from activities.credit_notes import CreditNoteActivities
 from activities.db import make_engine
 from activities.documents import DocumentActivities
 from activities.export import ExportActivities
@@ -29,6 +30,7 @@ from activities.stock import StockActivities
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
+from workflows.credit import CreditNoteWorkflow
 from workflows.jobs import (
     OrderExportWorkflow,
     ShippingAdviceImportWorkflow,
@@ -61,11 +63,12 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     advice = AdviceActivities(engine, settings)
     stock = StockActivities(engine, settings)
     export = ExportActivities(engine, settings)
+    credit_notes = CreditNoteActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
-                   WakeBackordersWorkflow, OrderExportWorkflow],
+                   WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -77,7 +80,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             advice.ftp_partners, advice.list_advice_files, advice.read_advice_file,
             advice.finish_advice_file,
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
-            export.export_orders,
+            export.export_orders, credit_notes.issue_credit_note,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

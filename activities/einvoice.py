@@ -275,6 +275,8 @@ TERMS = {
     "invoice": "Zahlbar innerhalb von {days} Tagen ohne Abzug.",
     "cod": "Zahlung per Nachnahme bei Lieferung.",
 }
+CREDIT_TERMS = ("Der Betrag wird mit offenen Beträgen der Rechnung verrechnet, bereits "
+                "Gezahltes wird erstattet.")
 
 
 def seller_of(settings: Settings) -> Party:
@@ -299,13 +301,15 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
     method = order.payment_method
     prepaid = invoice.gross if method in PAID_UP_FRONT and type_code == INVOICE else Decimal(0)
     terms = TERMS.get(method, "").format(days=settings.invoice_payment_days)
+    if type_code == CREDIT_NOTE:
+        terms = CREDIT_TERMS
     return EinvoiceDocument(
         number=number, type_code=type_code, issued_on=issued_on, delivered_on=delivered_on,
         currency=order.currency, seller=seller_of(settings), buyer=buyer_of(order),
         ship_to=order.shipping_address, figures=einvoice_figures(invoice),
         order_reference=order.order_id, prepaid=prepaid,
         due_on=due_on if method == "invoice" and type_code == INVOICE else None,
-        payment_terms=terms if type_code == INVOICE and not prepaid else "",
+        payment_terms="" if prepaid else terms,
         iban=settings.bank_iban, bic=settings.bank_bic,
         account_holder=settings.bank_account_holder,
         notes=tuple(n for n in (invoice.note,) if n), preceding_invoice=preceding_invoice,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from models.carriers import CarrierDecision, Parcel, ShipmentNeeds
+from models.credit import CreditNoteIn
 from models.orders import (
     DocumentView,
     HoldView,
@@ -26,6 +28,8 @@ __all__ = [
     "CarrierChoice",
     "CheckOrderResult",
     "ChooseCarrierInput",
+    "CreditNoteInput",
+    "CreditNoteResult",
     "DocumentInput",
     "DocumentView",
     "ExportOrdersInput",
@@ -146,6 +150,31 @@ class RecordPaymentInput(BaseModel):
 class DocumentInput(BaseModel):
     order: OrderView
     shipment: ShipmentView | None = None
+
+
+class CreditNoteInput(BaseModel):
+    order_id: str
+    request: CreditNoteIn
+
+
+class CreditNoteResult(BaseModel):
+    document: DocumentView
+    invoice_number: str
+    total: Decimal  # the credit note's gross amount
+    currency: str
+    credit: OrderView  # the credited part (lines, shipping, totals) with the customer
+    invoice_total: Decimal
+    credited_before: Decimal  # the earlier credit notes of the invoice, together
+    paid: Decimal  # payments recorded for the order
+
+    @property
+    def refund_due(self) -> Decimal:
+        """What the customer gets back because of this credit note: overpayment after it
+        minus overpayment before it (so several credit notes never refund twice)."""
+        owed_before = self.invoice_total - self.credited_before
+        owed_after = owed_before - self.total
+        over = max(self.paid - owed_after, Decimal(0))
+        return over - max(self.paid - owed_before, Decimal(0))
 
 
 class SendMailInput(BaseModel):

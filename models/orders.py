@@ -254,7 +254,15 @@ class Totals(BaseModel):
     total: Decimal
     given_total: Decimal | None = None
     paid: Decimal = Decimal("0.00")
+    credited: Decimal = Decimal("0.00")  # credit notes issued after the invoice
     open: Decimal = Decimal("0.00")
+
+
+class CreditIssued(BaseModel):
+    """Signal ``credit_note_issued``: a credit note lowers what the order still owes."""
+
+    number: str
+    amount: Decimal
 
 
 class PaymentRecord(BaseModel):

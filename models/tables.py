@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, LargeBinary, Numeric, UniqueConstraint, false
+from sqlalchemy import Column, LargeBinary, Numeric, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -176,6 +176,10 @@ class Document(SQLModel, table=True):
     sha256: str | None = None
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     issued_at: datetime | None = None
+    # What a numbered document was issued for (an OrderView as JSON: the invoiced order, a
+    # credit note's credited part), so a retry renders the same and credit notes can be
+    # checked against their invoice.
+    basis: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

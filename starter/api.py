@@ -26,6 +26,7 @@ from activities.documents import get_document
 from activities.export import build_order_export, orders_of_day
 from activities.store import list_products
 from activities.tickets import list_tickets
+from models.credit import CreditNoteIn
 from models.orders import (
     CancelInput,
     HoldInput,
@@ -36,7 +37,7 @@ from models.orders import (
     ShipmentConfirmation,
 )
 from settings import Settings
-from starter import service
+from starter import credits, service
 from worker import connect
 
 log = logging.getLogger("orders.api")
@@ -157,6 +158,30 @@ def create_app(settings: Settings, *, client: Client | None = None,
     async def pay(order_id: str, body: PaymentIn, _: ClientRole) -> Accepted:
         await service.record_payment(temporal(), order_id, body)
         return Accepted(order_id=order_id)
+
+    @app.exception_handler(credits.NotInvoiced)
+    async def _not_invoiced(_req: Request, exc: credits.NotInvoiced) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(credits.CreditNoteRejected)
+    async def _rejected(_req: Request, exc: credits.CreditNoteRejected) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body", *exc.field.split(".")],
+                                         "msg": exc.reason, "type": "credit_rejected"}]},
+                            status_code=422)
+
+    @app.post("/orders/{order_id}/credit-notes", status_code=202)
+    async def credit_note(order_id: str, body: CreditNoteIn, response: Response,
+                          _: StaffRole) -> dict[str, Any]:
+        workflow_id, started = await credits.request_credit_note(
+            temporal(), state["engine"], settings, order_id, body)
+        if not started:
+            response.status_code = 200
+        return {"order_id": order_id, "request_id": body.request_id,
+                "workflow_id": workflow_id, "status": "issuing" if started else "requested"}
+
+    @app.get("/orders/{order_id}/credit-notes")
+    async def credit_notes(order_id: str, _: ClientRole) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(credits.list_credit_notes, state["engine"], order_id)
 
     @app.post("/shipments/confirmations", status_code=202, response_model=Accepted)
     async def confirm(body: ShipmentConfirmationIn, _: ClientRole) -> Accepted:

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from activities.db import make_engine
+from models.credit import CreditNoteIn
 from models.orders import (
     CancelInput,
     HoldInput,
@@ -29,7 +31,7 @@ from models.orders import (
     ShipmentConfirmation,
 )
 from settings import PROJECT_DIR, Settings
-from starter import service
+from starter import credits, service
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
 
@@ -113,6 +115,28 @@ async def cmd_ship(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
+    lines = []
+    for item in args.line or []:
+        sku, _, quantity = item.rpartition(":")
+        if not sku or not quantity.isdigit():
+            raise ValueError(f"--line expects SKU:QUANTITY, got {item!r}")
+        lines.append({"sku": sku, "quantity": int(quantity)})
+    request = CreditNoteIn.model_validate({
+        "request_id": args.request_id, "reason": args.reason, "lines": lines,
+        "shipping": args.shipping, "amount": args.amount, "tax_rate": args.tax_rate,
+        "by": args.by})
+    engine = make_engine(settings.database_url)
+    try:
+        workflow_id, started = await credits.request_credit_note(
+            await _client(settings), engine, settings, args.order_id, request)
+    finally:
+        engine.dispose()
+    _print({"order_id": args.order_id, "request_id": request.request_id,
+            "workflow_id": workflow_id, "status": "issuing" if started else "requested"})
+    return EXIT_OK
+
+
 def cmd_worker(_args: argparse.Namespace, _settings: Settings) -> int:
     import worker
 
@@ -136,7 +160,6 @@ async def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
-    from activities.db import make_engine
     from activities.masterdata import load_master_data
 
     counts = load_master_data(make_engine(settings.database_url), Path(args.file))
@@ -243,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking", required=True)
     p.add_argument("--carrier", default="DHL")
     p.add_argument("--shipment-id")
+    p = add("credit-note", cmd_credit_note,
+            "issue a credit note for an invoiced order (return, cancellation, goodwill)")
+    p.add_argument("order_id")
+    p.add_argument("--request-id", required=True,
+                   help="your reference, e.g. the RMA number: one credit note per id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--line", action="append", metavar="SKU:QUANTITY",
+                   help="a returned line (repeat); none of --line/--shipping/--amount: "
+                        "credit everything not yet credited")
+    p.add_argument("--shipping", help="shipping to credit, as priced")
+    p.add_argument("--amount", help="a free amount to credit, as priced")
+    p.add_argument("--tax-rate", help="the rate of --amount (default: the invoice's highest)")
+    p.add_argument("--by", default="staff")
     add("worker", cmd_worker, "run the Temporal worker")
     add("api", cmd_api, "run the HTTP API")
     add("migrate", cmd_migrate, "apply the database migrations")
@@ -274,9 +310,12 @@ def run(argv: list[str] | None = None) -> int:
     except service.OrderNotFound as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    except service.OrderStateConflict as err:
+    except (service.OrderStateConflict, credits.NotInvoiced) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CONFLICT
+    except credits.CreditNoteRejected as err:
+        print(f"error: invalid input: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         CLOSED_STATUSES,
         STATUS_QUERY,
         CancelInput,
+        CreditIssued,
         HoldInput,
         HoldReason,
         HoldView,
@@ -77,6 +78,7 @@ class OrderWorkflow(Fulfilment):
         self._overdue: list[str] = []
         self._deadlines: dict[str, asyncio.Task[None]] = {}
         self._payments_seen = 0
+        self._credit_notes: set[str] = set()
 
     # --- the lifecycle -----------------------------------------------------------------
 
@@ -267,6 +269,20 @@ class OrderWorkflow(Fulfilment):
                                  "it after reserving them): no input")
     def stock_arrived(self) -> None:
         self._stock_arrived = True
+
+    @workflow.signal(description="A credit note was issued for the invoice (sent by its "
+                                 "credit-note workflow): {number, amount}")
+    def credit_note_issued(self, input: CreditIssued) -> None:
+        if input.number in self._credit_notes:
+            return
+        self._credit_notes.add(input.number)
+        totals = self.view.totals
+        totals.credited += input.amount
+        totals.open = self.open_amount()
+        self.event("credit_note", f"credit note {input.number} over {input.amount} "
+                                  f"{self.order.currency}; open {totals.open}")
+        if totals.open == 0 and totals.paid > 0:
+            self.set_payment_status(PaymentStatus.PAID)
 
     @workflow.query(name=STATUS_QUERY, description="The order as GET /orders/{order_id} shows it")
     def status(self) -> OrderView:

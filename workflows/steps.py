@@ -96,7 +96,8 @@ class OrderSteps:
             workflow.upsert_search_attributes([_PAYMENT.value_set(status.value)])
 
     def open_amount(self) -> Decimal:
-        return max(self.view.totals.total - self.view.totals.paid, Decimal("0.00"))
+        totals = self.view.totals
+        return max(totals.total - totals.credited - totals.paid, Decimal("0.00"))
 
     async def _activity(self, method: Any, arg: Any, summary: str) -> Any:
         return await workflow.execute_activity_method(
@@ -229,11 +230,12 @@ class OrderSteps:
         totals.open = self.open_amount()
         self.event("payment", f"payment of {payment.amount} {payment.currency} received "
                               f"({payment.reference or 'no reference'}); open {totals.open}")
-        if totals.paid > totals.total:
-            await self._payment_ticket(key, f"overpaid by {totals.paid - totals.total} "
+        owed = totals.total - totals.credited
+        if totals.paid > owed:
+            await self._payment_ticket(key, f"overpaid by {totals.paid - owed} "
                                             f"{payment.currency}: refund or credit needed")
         self.set_payment_status(
-            PaymentStatus.PAID if totals.paid >= totals.total else PaymentStatus.PARTIALLY_PAID)
+            PaymentStatus.PAID if totals.paid >= owed else PaymentStatus.PARTIALLY_PAID)
 
     async def cancel_order(self, cancel: CancelInput) -> None:
         self.wait_for("cancelling")
