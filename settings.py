@@ -192,6 +192,13 @@ class Settings(BaseSettings):
     stock_file_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # How often the Schedule imports the partner's shipping advice from its FTP outbox.
     shipping_advice_interval: Duration = timedelta(minutes=5)
+    # Bank statements (camt.053): the folder the bank's files arrive in (EBICS client or a
+    # share; archive/ and error/ are made beside them), how often the Schedule reads it, the
+    # largest file taken, and how far back open orders are considered for matching.
+    bank_inbox_dir: Path = PROJECT_DIR / "var" / "bank" / "inbox"
+    bank_statement_interval: Duration = timedelta(minutes=15)
+    bank_file_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    payment_match_days: int = Field(default=400, ge=1)
 
     @field_validator("shop_timezone")
     @classmethod

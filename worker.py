@@ -25,11 +25,13 @@ from activities.export import ExportActivities
 from activities.mail import MailActivities
 from activities.masterdata import unknown_partners
 from activities.partners import PartnerActivities
+from activities.payments import PaymentActivities
 from activities.shipping import ShippingActivities, load_shipping_config
 from activities.stock import StockActivities
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
+from workflows.bank import BankInboxWorkflow, BankStatementWorkflow
 from workflows.credit import CreditNoteWorkflow
 from workflows.jobs import (
     OrderExportWorkflow,
@@ -64,11 +66,13 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     stock = StockActivities(engine, settings)
     export = ExportActivities(engine, settings)
     credit_notes = CreditNoteActivities(engine, settings)
+    payments = PaymentActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
-                   WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow],
+                   WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow,
+                   BankStatementWorkflow, BankInboxWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -81,6 +85,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             advice.finish_advice_file,
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
             export.export_orders, credit_notes.issue_credit_note,
+            payments.list_statement_files, payments.read_statement, payments.open_items,
+            payments.finish_statement,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

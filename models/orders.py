@@ -225,11 +225,17 @@ class CancelInput(_Strict):
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
+PaymentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:/#._-]{1,80}$")]
+
+
 class PaymentIn(_Strict):
     amount: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
     currency: CurrencyCode = "EUR"
     reference: Annotated[str, StringConstraints(strip_whitespace=True, max_length=140)] = ""
     paid_at: AwareDatetime | None = None
+    # The sender's id of this payment (e.g. a bank statement entry): a payment with an id the
+    # order has seen is ignored, so a sender may repeat a signal safely.
+    payment_id: PaymentId | None = None
 
 
 class ShipmentConfirmation(_Strict):

@@ -37,7 +37,7 @@ from models.orders import (
     ShipmentConfirmation,
 )
 from settings import Settings
-from starter import credits, service
+from starter import credits, payments, service
 from worker import connect
 
 log = logging.getLogger("orders.api")
@@ -227,6 +227,25 @@ def create_app(settings: Settings, *, client: Client | None = None,
         if not result["already_imported"]:
             result["wake_workflow_id"] = await service.wake_backorders(
                 temporal(), settings, result["sha256"])
+        return result
+
+    @app.post("/payments/statements")
+    async def bank_statement(request: Request, response: Response, _: StaffRole,
+                             wait: bool = False) -> dict[str, Any]:
+        """A bank statement (camt.053.001.02 or .08): matched to open orders and invoices.
+        202 while it is imported; 200 with the summary (``wait=true``) or when the same
+        content was imported before."""
+        data = await _read_limited(request, settings.bank_file_max_bytes)
+        if data is None:
+            raise HTTPException(413, {"field": "body", "reason": "body over the limit of "
+                                      f"{settings.bank_file_max_bytes} bytes"})
+        try:
+            result = await payments.upload_statement(temporal(), state["engine"], settings,
+                                                     data, wait=wait)
+        except payments.StatementRejected as exc:
+            raise HTTPException(422, {"field": "body", "reason": exc.reason}) from None
+        done = result["already_imported"] or result.get("summary") is not None
+        response.status_code = 200 if done else 202
         return result
 
     @app.get("/exports/orders/{day}")

@@ -131,6 +131,8 @@ def banner(settings: Settings, keys: str) -> str:
         f"  FTP drop          {settings.partner.host}:{settings.partner.port} -> "
         f"{settings.ftp_root} (user {settings.partner.user})",
         f"  Database          {settings.database_url}",
+        f"  Bank inbox        {settings.bank_inbox_dir} (camt.053 files, or POST "
+        "/payments/statements)",
         "  API keys          " + ", ".join(keys.split(",")),
         "  Try               .venv/bin/orders submit demo/order.json && .venv/bin/orders list",
         "",
@@ -157,7 +159,8 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> None:
 async def main_async() -> None:
     settings = Settings()
     var = PROJECT_DIR / "var"
-    for path in (var, settings.mail_dir, settings.ftp_root, settings.temporal_db.parent):
+    for path in (var, settings.mail_dir, settings.ftp_root, settings.temporal_db.parent,
+                 settings.bank_inbox_dir):
         path.mkdir(parents=True, exist_ok=True)
     keys = demo_api_keys(var)
     env = {**os.environ, "ORDERS_API_KEYS": keys}

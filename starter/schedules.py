@@ -26,12 +26,14 @@ from temporalio.client import (
 from temporalio.client import ScheduleOverlapPolicy as Overlap
 
 from settings import Settings
+from workflows.bank import BankInboxWorkflow
 from workflows.jobs import OrderExportWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow
 
-__all__ = ["ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE",
-           "apply_schedules", "order_export_schedule", "shipping_advice_schedule",
-           "stock_sync_schedule"]
+__all__ = ["BANK_STATEMENTS_SCHEDULE", "ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE",
+           "STOCK_SYNC_SCHEDULE", "apply_schedules", "bank_statements_schedule",
+           "order_export_schedule", "shipping_advice_schedule", "stock_sync_schedule"]
 
+BANK_STATEMENTS_SCHEDULE = "bank-statements"
 ORDER_EXPORT_SCHEDULE = "order-export"
 SHIPPING_ADVICE_SCHEDULE = "shipping-advice-import"
 STOCK_SYNC_SCHEDULE = "stock-sync"
@@ -80,18 +82,31 @@ def order_export_schedule(settings: Settings, *, task_queue: str | None = None,
         timeout=timedelta(hours=1))
 
 
+def bank_statements_schedule(settings: Settings, *, task_queue: str | None = None,
+                             workflow_id: str = BANK_STATEMENTS_SCHEDULE) -> Schedule:
+    return _schedule(
+        BankInboxWorkflow.run,
+        ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.bank_statement_interval)]),
+        "Imports bank statements (camt.053) from ORDERS_BANK_INBOX_DIR and matches the "
+        "credits to open orders and invoices", settings, task_queue=task_queue,
+        workflow_id=workflow_id, timeout=timedelta(hours=1))
+
+
 async def apply_schedules(client: Client, settings: Settings, *,
                           task_queue: str | None = None, prefix: str = "") -> list[str]:
     """Create each schedule, or bring an existing one in line with the settings."""
     advice_id = f"{prefix}{SHIPPING_ADVICE_SCHEDULE}"
     stock_id = f"{prefix}{STOCK_SYNC_SCHEDULE}"
     export_id = f"{prefix}{ORDER_EXPORT_SCHEDULE}"
+    bank_id = f"{prefix}{BANK_STATEMENTS_SCHEDULE}"
     wanted = {advice_id: shipping_advice_schedule(settings, task_queue=task_queue,
                                                   workflow_id=advice_id),
               stock_id: stock_sync_schedule(settings, task_queue=task_queue,
                                             workflow_id=stock_id),
               export_id: order_export_schedule(settings, task_queue=task_queue,
-                                               workflow_id=export_id)}
+                                               workflow_id=export_id),
+              bank_id: bank_statements_schedule(settings, task_queue=task_queue,
+                                                workflow_id=bank_id)}
     for schedule_id, schedule in wanted.items():
         try:
             await client.create_schedule(schedule_id, schedule)

@@ -79,6 +79,7 @@ class OrderWorkflow(Fulfilment):
         self._deadlines: dict[str, asyncio.Task[None]] = {}
         self._payments_seen = 0
         self._credit_notes: set[str] = set()
+        self._payment_ids: set[str] = set()
 
     # --- the lifecycle -----------------------------------------------------------------
 
@@ -241,8 +242,14 @@ class OrderWorkflow(Fulfilment):
         self._cancel = input
         self.event("cancel_requested", f"cancel requested by {input.by}: {input.reason}")
 
-    @workflow.signal(description="Money arrived: {amount, currency, reference, paid_at}")
+    @workflow.signal(description="Money arrived: {amount, currency, reference, paid_at, "
+                                 "payment_id?} (a payment_id seen before is ignored)")
     async def payment_received(self, input: PaymentIn) -> None:
+        if input.payment_id is not None:
+            if input.payment_id in self._payment_ids:
+                self.event("signal", f"payment {input.payment_id} seen before: ignored")
+                return
+            self._payment_ids.add(input.payment_id)
         self._payments_seen += 1
         await self.apply_payment(input, key=f"payment-{self._payments_seen}")
 

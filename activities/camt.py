@@ -1,0 +1,159 @@
+"""Bank statements: ISO 20022 camt.053 (versions .001.02 and .001.08) read safely.
+
+A file is parsed without DTDs, entities or network access (``activities.safexml``), then
+validated against the official XSD of its version (``schemas/camt/``) before anything is
+read from it. Only booked credit entries (``CdtDbtInd`` CRDT, status BOOK) are payments;
+debits and pending entries are counted and skipped. An entry with several transactions
+(a batch booking) gives one credit per transaction (``TxDtls``) with its own amount, payer
+and remittance lines; an entry without transaction details is one credit with the entry's
+amount.
+
+Each credit carries a stable id (statement id, entry reference, transaction index), so the
+same credit read twice is recognisable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from functools import cache
+
+from lxml import etree
+
+from activities.safexml import UntrustedXmlError, parse_untrusted, schema_errors
+from settings import PROJECT_DIR
+
+__all__ = ["BankCredit", "Statement", "StatementError", "parse_statement"]
+
+SCHEMA_DIR = PROJECT_DIR / "schemas" / "camt"
+VERSIONS = {f"urn:iso:std:iso:20022:tech:xsd:camt.053.001.{v}": v for v in ("02", "08")}
+
+
+class StatementError(ValueError):
+    """The file is no readable camt.053 statement (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class BankCredit:
+    credit_id: str
+    amount: Decimal
+    currency: str
+    booked_on: date | None
+    payer: str
+    remittance: list[str]
+    end_to_end_id: str = ""
+
+
+@dataclass(frozen=True)
+class Statement:
+    message_id: str
+    version: str  # "02" or "08"
+    iban: str
+    credits: list[BankCredit] = field(default_factory=list)
+    skipped_debits: int = 0
+    skipped_pending: int = 0
+
+
+@cache
+def _schema(version: str) -> etree.XMLSchema:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(SCHEMA_DIR / f"camt.053.001.{version}.xsd"),
+                                       parser))
+
+
+def _local(node: etree._Element, path: str) -> list[etree._Element]:
+    """Elements under ``node`` by a path of local names (``"Refs/EndToEndId"``)."""
+    steps = "/".join(f"*[local-name()='{step}']" for step in path.split("/"))
+    found: list[etree._Element] = node.xpath(steps)
+    return found
+
+
+def _text(node: etree._Element, path: str) -> str:
+    found = _local(node, path)
+    return (found[0].text or "").strip() if found else ""
+
+
+def _amount(node: etree._Element) -> tuple[Decimal, str]:
+    try:
+        return Decimal((node.text or "").strip()), node.get("Ccy", "")
+    except InvalidOperation:
+        raise StatementError(f"not an amount: {node.text!r}") from None
+
+
+def _status(entry: etree._Element, version: str) -> str:
+    return _text(entry, "Sts/Cd") if version == "08" else _text(entry, "Sts")
+
+
+def _payer(details: etree._Element) -> str:
+    for path in ("RltdPties/Dbtr/Pty/Nm", "RltdPties/Dbtr/Nm", "RltdPties/UltmtDbtr/Pty/Nm",
+                 "RltdPties/UltmtDbtr/Nm"):
+        if name := _text(details, path):
+            return name
+    return ""
+
+
+def _booked_on(entry: etree._Element) -> date | None:
+    text = _text(entry, "BookgDt/Dt") or _text(entry, "BookgDt/DtTm")[:10]
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_statement(data: bytes, *, max_bytes: int) -> Statement:
+    """The booked credits of a camt.053 file, or ``StatementError``."""
+    try:
+        root = parse_untrusted(data, max_bytes=max_bytes)
+    except UntrustedXmlError as exc:
+        raise StatementError(str(exc)) from None
+    namespace = etree.QName(root).namespace or ""
+    version = VERSIONS.get(namespace)
+    if version is None or etree.QName(root).localname != "Document":
+        raise StatementError(f"not a camt.053.001.02 or .08 document (root "
+                             f"{etree.QName(root).text})")
+    if errors := schema_errors(_schema(version), root):
+        raise StatementError("camt.053 schema: " + "; ".join(errors[:5]))
+    message_id = _text(root, "BkToCstmrStmt/GrpHdr/MsgId")
+    credits: list[BankCredit] = []
+    debits = pending = 0
+    iban = ""
+    for statement in _local(root, "BkToCstmrStmt/Stmt"):
+        statement_id = _text(statement, "Id") or message_id
+        iban = iban or _text(statement, "Acct/Id/IBAN")
+        for number, entry in enumerate(_local(statement, "Ntry"), start=1):
+            if _text(entry, "CdtDbtInd") != "CRDT":
+                debits += 1
+                continue
+            if _status(entry, version) != "BOOK":
+                pending += 1
+                continue
+            reference = (_text(entry, "NtryRef") or _text(entry, "AcctSvcrRef")
+                         or f"#{number}")
+            credits += _entry_credits(entry, f"{statement_id}/{reference}")
+    return Statement(message_id=message_id, version=version, iban=iban, credits=credits,
+                     skipped_debits=debits, skipped_pending=pending)
+
+
+def _entry_credits(entry: etree._Element, entry_id: str) -> list[BankCredit]:
+    entry_amount, currency = _amount(_local(entry, "Amt")[0])
+    booked_on = _booked_on(entry)
+    transactions = _local(entry, "NtryDtls/TxDtls")
+    if not transactions:
+        return [BankCredit(credit_id=entry_id, amount=entry_amount, currency=currency,
+                           booked_on=booked_on, payer="",
+                           remittance=[t for t in [_text(entry, "AddtlNtryInf")] if t])]
+    credits = []
+    for index, details in enumerate(transactions, start=1):
+        amounts = _local(details, "AmtDtls/TxAmt/Amt") or _local(details, "Amt")
+        amount, ccy = _amount(amounts[0]) if amounts else (entry_amount, currency)
+        if len(transactions) > 1 and not amounts:
+            raise StatementError(f"entry {entry_id}: a batch booking without the amount of "
+                                 f"transaction {index}")
+        remittance = [(node.text or "").strip() for node in _local(details, "RmtInf/Ustrd")]
+        credits.append(BankCredit(
+            credit_id=f"{entry_id}/{index}", amount=amount, currency=ccy or currency,
+            booked_on=booked_on, payer=_payer(details),
+            remittance=[line for line in remittance if line],
+            end_to_end_id=_text(details, "Refs/EndToEndId")))
+    return credits

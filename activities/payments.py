@@ -1,0 +1,174 @@
+"""Bank statement import: the inbox folder, reading statements, the open items to match.
+
+Files arrive in ``ORDERS_BANK_INBOX_DIR`` (the bank's EBICS client or a share writes them
+there; ``POST /payments/statements`` saves uploads there too). A processed file moves to
+``archive/`` beside the inbox, a rejected one to ``error/``; each content is recorded once
+(``imported_file``, source ``bank``), so the same statement dropped again is archived
+without being applied a second time.
+
+The open items are the orders of the last ``ORDERS_PAYMENT_MATCH_DAYS`` that still owe
+money: the order total minus recorded payments minus credit notes (orders paid at the
+channel owe nothing), with their invoice number and the customer's names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.advice import record_import, was_imported
+from activities.camt import StatementError, parse_statement
+from models.orders import OrderView
+from models.payments import (
+    BankCreditView,
+    FinishStatementInput,
+    OpenItemView,
+    ReadStatementResult,
+    StatementFile,
+)
+from models.tables import Customer, CustomerAddress, Document, OrderRecord, Payment, utcnow
+from settings import Settings
+
+__all__ = ["BANK_SOURCE", "PaymentActivities", "open_items", "save_upload"]
+
+log = logging.getLogger("orders.payments")
+
+BANK_SOURCE = "bank"
+
+
+def _free_path(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem-2.suffix`` and so on when that exists."""
+    target = folder / name
+    counter = 2
+    while target.exists():
+        target = folder / f"{Path(name).stem}-{counter}{Path(name).suffix}"
+        counter += 1
+    return target
+
+
+def save_upload(inbox: Path, content: bytes) -> tuple[str, str]:
+    """Write an uploaded statement into the inbox atomically; ``(name, sha256)``."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    inbox.mkdir(parents=True, exist_ok=True)
+    name = f"upload-{sha256[:16]}.xml"
+    target = inbox / name
+    if not target.exists():
+        part = inbox / f".{name}.part"
+        part.write_bytes(content)
+        os.replace(part, target)
+    return name, sha256
+
+
+def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
+    """Orders of the last ``days`` that still owe money (see the module doc)."""
+    since = utcnow() - timedelta(days=days)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OrderRecord, Customer, CustomerAddress)
+            .join(Customer, col(Customer.id) == OrderRecord.customer_id)
+            .join(CustomerAddress, col(CustomerAddress.id) == OrderRecord.billing_address_id)
+            .where(OrderRecord.created_at >= since)).all()
+        paid: dict[str, Decimal] = dict(session.exec(
+            select(Payment.order_id, func.sum(Payment.amount))
+            .group_by(col(Payment.order_id))).all())
+        documents = session.exec(select(Document.order_id, Document.kind, Document.number,
+                                        Document.basis)
+                                 .where(col(Document.kind).in_(["invoice", "credit_note"]),
+                                        col(Document.content).is_not(None))).all()
+    invoices: dict[str, str] = {}
+    credited: dict[str, Decimal] = defaultdict(Decimal)
+    for order_id, kind, number, basis in documents:
+        if kind == "invoice" and number:
+            invoices[order_id] = number
+        elif kind == "credit_note" and basis:
+            credited[order_id] += OrderView.model_validate_json(basis).totals.total
+    items = []
+    for record, customer, billing in rows:
+        if json.loads(record.payload).get("payment", {}).get("method") == "paid":
+            continue
+        owed = record.total - Decimal(paid.get(record.order_id) or 0) - credited[record.order_id]
+        if owed <= 0:
+            continue
+        names = [customer.company, f"{customer.first_name} {customer.last_name}", billing.name,
+                 billing.company]
+        items.append(OpenItemView(order_id=record.order_id,
+                                  invoice_number=invoices.get(record.order_id),
+                                  open_amount=owed, currency=record.currency,
+                                  customer_name=" ".join(n for n in names if n)))
+    return items
+
+
+class PaymentActivities:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.inbox = settings.bank_inbox_dir
+
+    def _folder(self, name: str) -> Path:
+        folder = self.inbox.parent / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @activity.defn
+    def list_statement_files(self) -> list[StatementFile]:
+        """The statements waiting in the inbox (``*.xml``, oldest first) with their hash."""
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        paths = sorted((p for p in self.inbox.iterdir()
+                        if p.is_file() and p.suffix.lower() == ".xml"
+                        and not p.name.startswith(".")),
+                       key=lambda p: (p.stat().st_mtime, p.name))
+        return [StatementFile(name=p.name, sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+                for p in paths]
+
+    @activity.defn
+    def read_statement(self, file: StatementFile) -> ReadStatementResult:
+        """The booked credits of one inbox file (or why it cannot be read)."""
+        path = self.inbox / file.name
+        content = path.read_bytes()
+        sha256 = hashlib.sha256(content).hexdigest()
+        result = ReadStatementResult(name=file.name, sha256=sha256)
+        if was_imported(self.engine, BANK_SOURCE, sha256):
+            return result.model_copy(update={"already_imported": True})
+        try:
+            statement = parse_statement(content, max_bytes=self.settings.bank_file_max_bytes)
+        except StatementError as exc:
+            return result.model_copy(update={"error": str(exc)})
+        credits = [BankCreditView(credit_id=c.credit_id, amount=c.amount, currency=c.currency,
+                                  booked_on=c.booked_on, payer=c.payer,
+                                  remittance=c.remittance)
+                   for c in statement.credits]
+        log.info("statement %s (%s, camt.053.001.%s): %d credits, %d debits skipped",
+                 file.name, statement.message_id, statement.version, len(credits),
+                 statement.skipped_debits)
+        return result.model_copy(update={
+            "message_id": statement.message_id, "iban": statement.iban, "credits": credits,
+            "skipped_debits": statement.skipped_debits,
+            "skipped_pending": statement.skipped_pending})
+
+    @activity.defn
+    def open_items(self) -> list[OpenItemView]:
+        return open_items(self.engine, days=self.settings.payment_match_days)
+
+    @activity.defn
+    def finish_statement(self, input: FinishStatementInput) -> str:
+        """Record the content once and move the file to ``archive/`` or ``error/``; returns
+        where it went (already moved by an earlier attempt: its name there)."""
+        record_import(self.engine, BANK_SOURCE, input.name, input.sha256, input.outcome,
+                      input.detail)
+        source = self.inbox / input.name
+        if not source.exists():
+            return input.name
+        folder = self._folder("archive" if input.outcome == "archived" else "error")
+        target = _free_path(folder, input.name)
+        os.replace(source, target)
+        return str(target)

@@ -1,0 +1,179 @@
+"""Bank statements (camt.053) become payments on orders.
+
+``BankStatementWorkflow`` handles one file (workflow id ``bank-statement-{sha256[:32]}``: one
+run per content at a time). It reads the statement (XSD-validated), takes the open items,
+and matches every booked credit with ``models.matching.match_credit`` (reference in the
+remittance lines, else amount and payer). A match signals ``payment_received`` to the order
+(with a ``payment_id`` from the file's hash and the credit's position, which the order
+ignores if it has seen it); a partial payment leaves the rest open; one transfer may pay
+several orders. A surplus, an ambiguous or an unmatched credit, or a payment for an order
+that has closed, opens a ``payment`` ticket listing the candidates. Then the file's content
+is recorded and the file archived: the same statement imported again (another name, another
+upload) is archived without being applied twice. A file that is not a valid camt.053 goes
+to ``error/`` with an ``import`` ticket.
+
+``BankInboxWorkflow`` (Schedule ``bank-statements``) runs it for every file in the inbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401
+    import idna  # noqa: F401
+
+    from activities.payments import PaymentActivities
+    from activities.tickets import TicketActivities
+    from models.activities import OpenTicketInput
+    from models.matching import Credit, MatchResult, OpenItem, match_credit
+    from models.orders import PaymentIn
+    from models.payments import (
+        BankCreditView,
+        FinishStatementInput,
+        OpenItemView,
+        ReadStatementResult,
+        StatementFile,
+        StatementSummary,
+    )
+    from workflows.order import OrderWorkflow
+
+__all__ = ["BankInboxWorkflow", "BankStatementWorkflow", "statement_workflow_id"]
+
+_OPTIONS = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+
+
+def statement_workflow_id(sha256: str) -> str:
+    return f"bank-statement-{sha256[:32]}"
+
+
+@workflow.defn
+class BankStatementWorkflow:
+    def __init__(self) -> None:
+        self.items: list[OpenItemView] = []
+        self.summary: StatementSummary | None = None
+
+    @workflow.run
+    async def run(self, file: StatementFile) -> StatementSummary:
+        read: ReadStatementResult = await workflow.execute_activity_method(
+            PaymentActivities.read_statement, file, summary=f"read {file.name}", **_OPTIONS)
+        summary = self.summary = StatementSummary(name=file.name, sha256=read.sha256,
+                                                  outcome="archived",
+                                                  credits=len(read.credits))
+        if read.already_imported:
+            summary.outcome = "already_imported"
+            await self._finish(read, "archived", "the same content was imported before")
+            return summary
+        if read.error is not None:
+            summary.outcome = "rejected"
+            await self._ticket(read, "file", "import",
+                               f"bank statement {file.name} rejected: {read.error}")
+            await self._finish(read, "rejected", read.error)
+            return summary
+        self.items = await workflow.execute_activity_method(
+            PaymentActivities.open_items, summary="the orders that still owe money",
+            **_OPTIONS)
+        for index, credit in enumerate(read.credits):
+            await self._apply(read, index, credit)
+        await self._finish(read, "archived", f"{summary.credits} credits: {summary.matched} "
+                                             f"matched, {summary.partial} partial, "
+                                             f"{summary.tickets} tickets")
+        return summary
+
+    async def _apply(self, read: ReadStatementResult, index: int,
+                     credit: BankCreditView) -> None:
+        assert self.summary is not None
+        candidates = [i for i in self.items
+                      if i.currency == credit.currency and i.open_amount > 0]
+        result = match_credit(
+            Credit(amount=credit.amount, payer=credit.payer, remittance=credit.remittance),
+            [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
+                      open_amount=i.open_amount, customer_name=i.customer_name)
+             for i in candidates])
+        what = (f"credit {credit.amount} {credit.currency} from {credit.payer or 'unknown'} "
+                f"({' / '.join(credit.remittance) or 'no reference'}; {credit.credit_id})")
+        if result.outcome in ("ambiguous", "unmatched"):
+            await self._ticket(read, f"{index}", "payment", _unmatched_text(what, result))
+            return
+        self.summary.matched += result.outcome == "matched"
+        self.summary.partial += result.outcome == "partial"
+        paid_at = (datetime.combine(credit.booked_on, datetime.min.time(), UTC)
+                   if credit.booked_on else workflow.now())
+        for number, match in enumerate(result.matches):
+            if match.amount <= 0:
+                continue
+            payment = PaymentIn(amount=match.amount, currency=credit.currency,
+                                reference=" ".join(credit.remittance)[:140], paid_at=paid_at,
+                                payment_id=f"camt:{read.sha256[:16]}:{index}:{number}")
+            handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run,
+                                                               match.order_id)
+            try:
+                await handle.signal(OrderWorkflow.payment_received, payment)
+            except FailureError:
+                await self._ticket(read, f"{index}-{number}-closed", "payment",
+                                   f"{what} pays {match.amount} for order {match.order_id}, "
+                                   "which is closed (cancelled?): refund or book by hand")
+                continue
+            self.summary.signalled_orders.append(match.order_id)
+            self.items = [replace_open(i, match.amount) if i.order_id == match.order_id
+                          else i for i in self.items]
+        if result.surplus > 0:
+            await self._ticket(read, f"{index}-surplus", "payment",
+                               f"{what}: {result.surplus} {credit.currency} more than was "
+                               f"open on {', '.join(m.order_id for m in result.matches)}: "
+                               "refund or credit needed")
+
+    async def _ticket(self, read: ReadStatementResult, key: str, kind: str, text: str) -> None:
+        assert self.summary is not None
+        self.summary.tickets += 1
+        await workflow.execute_activity_method(
+            TicketActivities.open_ticket,
+            OpenTicketInput(order_id=None, key=f"bank-{read.sha256[:16]}-{key}", kind=kind,
+                            title=text[:200], body=text),
+            summary="open a ticket", **_OPTIONS)
+
+    async def _finish(self, read: ReadStatementResult, outcome: str, detail: str) -> None:
+        await workflow.execute_activity_method(
+            PaymentActivities.finish_statement,
+            FinishStatementInput(name=read.name, sha256=read.sha256, outcome=outcome,
+                                 detail=detail),
+            summary=f"record and move {read.name}", **_OPTIONS)
+
+
+def replace_open(item: OpenItemView, paid: Decimal) -> OpenItemView:
+    """``item`` with ``paid`` taken off what is open (so later credits see the rest)."""
+    return item.model_copy(update={"open_amount": max(item.open_amount - paid, Decimal(0))})
+
+
+def _unmatched_text(what: str, result: MatchResult) -> str:
+    candidates = f"; candidates: {', '.join(result.candidates)}" if result.candidates else ""
+    return f"{what} not matched ({result.outcome}: {result.reason}){candidates}"
+
+
+@workflow.defn
+class BankInboxWorkflow:
+    @workflow.run
+    async def run(self) -> list[StatementSummary]:
+        files: list[StatementFile] = await workflow.execute_activity_method(
+            PaymentActivities.list_statement_files, summary="list the bank inbox", **_OPTIONS)
+        summaries = []
+        for file in files:
+            try:
+                summary = await workflow.execute_child_workflow(
+                    BankStatementWorkflow.run, file, id=statement_workflow_id(file.sha256),
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    static_summary=f"bank statement {file.name}")
+            except WorkflowAlreadyStartedError:  # an upload of the same content is running
+                workflow.logger.info("statement %s is being imported already", file.name)
+                continue
+            summaries.append(summary)
+        return summaries
+
