@@ -29,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from models.datev import DatevConfig
 from models.tax import TaxConfig
 from models.workflow_io import format_duration
 
@@ -168,6 +169,9 @@ class Settings(BaseSettings):
     invoice_payment_days: int = Field(default=14, ge=0, le=365)  # due date of invoice terms
     # Invoices and credit notes as Factur-X (EN 16931): the CII XML embedded in a PDF/A-3b
     einvoice: bool = True
+    # DATEV export (EXTF Buchungsstapel): consultant/client numbers, chart, accounts
+    datev: DatevConfig = Field(default_factory=DatevConfig)
+    datev_export_dir: Path = PROJECT_DIR / "var" / "exports" / "datev"
     # VAT: home country, over the OSS threshold or not, rates per EU country ([tax] / ORDERS_TAX__*)
     tax: TaxConfig = Field(default_factory=TaxConfig)
     shop_timezone: str = "Europe/Berlin"  # days of the order export, the nightly schedule

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.advice import AdviceActivities
 from activities.credit_notes import CreditNoteActivities
+from activities.datev import DatevActivities
 from activities.db import make_engine
 from activities.documents import DocumentActivities
 from activities.export import ExportActivities
@@ -34,6 +35,7 @@ from settings import Settings
 from workflows.bank import BankInboxWorkflow, BankStatementWorkflow
 from workflows.credit import CreditNoteWorkflow
 from workflows.jobs import (
+    DatevExportWorkflow,
     OrderExportWorkflow,
     ShippingAdviceImportWorkflow,
     StockSyncWorkflow,
@@ -67,12 +69,13 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     export = ExportActivities(engine, settings)
     credit_notes = CreditNoteActivities(engine, settings)
     payments = PaymentActivities(engine, settings)
+    datev = DatevActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
                    WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow,
-                   BankStatementWorkflow, BankInboxWorkflow],
+                   BankStatementWorkflow, BankInboxWorkflow, DatevExportWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -86,7 +89,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
             export.export_orders, credit_notes.issue_credit_note,
             payments.list_statement_files, payments.read_statement, payments.open_items,
-            payments.finish_statement,
+            payments.finish_statement, datev.export_datev,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

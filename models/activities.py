@@ -32,6 +32,8 @@ __all__ = [
     "CreditNoteResult",
     "DocumentInput",
     "DocumentView",
+    "ExportDatevInput",
+    "ExportDatevResult",
     "ExportOrdersInput",
     "ExportOrdersResult",
     "FillBackordersInput",
@@ -285,6 +287,20 @@ class StockImportResult(BaseModel):
 class ExportOrdersInput(BaseModel):
     day: str | None = None  # YYYY-MM-DD; None: the day before ``reference`` (shop time)
     reference: datetime | None = None
+
+
+class ExportDatevInput(BaseModel):
+    period_from: str | None = None  # YYYY-MM-DD; both None: the month before ``reference``
+    period_to: str | None = None
+    reference: datetime | None = None
+
+
+class ExportDatevResult(BaseModel):
+    period_from: str
+    period_to: str
+    path: str
+    bookings: int
+    sha256: str
 
 
 class ExportOrdersResult(BaseModel):

@@ -225,6 +225,33 @@ async def cmd_export_orders(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
+async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """``orders export datev --from D --to D``: run the DATEV export and wait for the file."""
+    import uuid
+
+    from models.activities import ExportDatevInput
+    from models.datev import fiscal_year_start
+    from workflows.jobs import DatevExportWorkflow
+
+    if (args.period_from is None) != (args.period_to is None):
+        raise ValueError("give both --from and --to, or neither (last month)")
+    if args.period_from is not None:
+        start, end = date.fromisoformat(args.period_from), date.fromisoformat(args.period_to)
+        if end < start or (fiscal_year_start(settings.datev, start)
+                           != fiscal_year_start(settings.datev, end)):
+            raise ValueError(f"{start}..{end} must run forwards and lie within one fiscal "
+                             f"year (ORDERS_DATEV__FISCAL_YEAR_START="
+                             f"{settings.datev.fiscal_year_start})")
+    client = await _client(settings)
+    result = await client.execute_workflow(
+        DatevExportWorkflow.run,
+        ExportDatevInput(period_from=args.period_from, period_to=args.period_to),
+        id=f"datev-export-{args.period_from or 'last-month'}-{uuid.uuid4().hex[:6]}",
+        task_queue=settings.task_queue, execution_timeout=timedelta(minutes=15))
+    _print(result.model_dump())
+    return EXIT_OK
+
+
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
@@ -293,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export-orders", cmd_export_orders,
             "write the order export (openTRANS ORDERs) of a day now")
     p.add_argument("--date", default=None, help="YYYY-MM-DD (default: yesterday, shop time)")
+    p = add("export", cmd_export, "write an export for the tax accountant now")
+    p.add_argument("kind", choices=["datev"], help="datev: EXTF Buchungsstapel (CSV)")
+    p.add_argument("--from", dest="period_from", help="YYYY-MM-DD (default: last month)")
+    p.add_argument("--to", dest="period_to", help="YYYY-MM-DD, inclusive")
     add("seed", cmd_seed, "load master data (warehouses, products, stock)").add_argument(
         "file", nargs="?", default=str(PROJECT_DIR / "demo" / "masterdata.toml"))
     return parser

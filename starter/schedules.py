@@ -27,13 +27,20 @@ from temporalio.client import ScheduleOverlapPolicy as Overlap
 
 from settings import Settings
 from workflows.bank import BankInboxWorkflow
-from workflows.jobs import OrderExportWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow
+from workflows.jobs import (
+    DatevExportWorkflow,
+    OrderExportWorkflow,
+    ShippingAdviceImportWorkflow,
+    StockSyncWorkflow,
+)
 
-__all__ = ["BANK_STATEMENTS_SCHEDULE", "ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE",
-           "STOCK_SYNC_SCHEDULE", "apply_schedules", "bank_statements_schedule",
-           "order_export_schedule", "shipping_advice_schedule", "stock_sync_schedule"]
+__all__ = ["BANK_STATEMENTS_SCHEDULE", "DATEV_EXPORT_SCHEDULE", "ORDER_EXPORT_SCHEDULE",
+           "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE", "apply_schedules",
+           "bank_statements_schedule", "datev_export_schedule", "order_export_schedule",
+           "shipping_advice_schedule", "stock_sync_schedule"]
 
 BANK_STATEMENTS_SCHEDULE = "bank-statements"
+DATEV_EXPORT_SCHEDULE = "datev-export"
 ORDER_EXPORT_SCHEDULE = "order-export"
 SHIPPING_ADVICE_SCHEDULE = "shipping-advice-import"
 STOCK_SYNC_SCHEDULE = "stock-sync"
@@ -92,6 +99,19 @@ def bank_statements_schedule(settings: Settings, *, task_queue: str | None = Non
         workflow_id=workflow_id, timeout=timedelta(hours=1))
 
 
+def datev_export_schedule(settings: Settings, *, task_queue: str | None = None,
+                          workflow_id: str = DATEV_EXPORT_SCHEDULE) -> Schedule:
+    return _schedule(
+        DatevExportWorkflow.run,
+        ScheduleSpec(calendars=[ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)],
+                                                     hour=[ScheduleRange(3)],
+                                                     minute=[ScheduleRange(0)])],
+                     time_zone_name=settings.shop_timezone),
+        "Writes last month's invoices, credit notes and payments as a DATEV Buchungsstapel "
+        "into ORDERS_DATEV_EXPORT_DIR (on the 1st, 03:00 shop time)", settings,
+        task_queue=task_queue, workflow_id=workflow_id, timeout=timedelta(hours=1))
+
+
 async def apply_schedules(client: Client, settings: Settings, *,
                           task_queue: str | None = None, prefix: str = "") -> list[str]:
     """Create each schedule, or bring an existing one in line with the settings."""
@@ -99,6 +119,7 @@ async def apply_schedules(client: Client, settings: Settings, *,
     stock_id = f"{prefix}{STOCK_SYNC_SCHEDULE}"
     export_id = f"{prefix}{ORDER_EXPORT_SCHEDULE}"
     bank_id = f"{prefix}{BANK_STATEMENTS_SCHEDULE}"
+    datev_id = f"{prefix}{DATEV_EXPORT_SCHEDULE}"
     wanted = {advice_id: shipping_advice_schedule(settings, task_queue=task_queue,
                                                   workflow_id=advice_id),
               stock_id: stock_sync_schedule(settings, task_queue=task_queue,
@@ -106,7 +127,9 @@ async def apply_schedules(client: Client, settings: Settings, *,
               export_id: order_export_schedule(settings, task_queue=task_queue,
                                                workflow_id=export_id),
               bank_id: bank_statements_schedule(settings, task_queue=task_queue,
-                                                workflow_id=bank_id)}
+                                                workflow_id=bank_id),
+              datev_id: datev_export_schedule(settings, task_queue=task_queue,
+                                              workflow_id=datev_id)}
     for schedule_id, schedule in wanted.items():
         try:
             await client.create_schedule(schedule_id, schedule)

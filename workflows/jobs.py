@@ -14,6 +14,10 @@ some, in that order.
 
 ``OrderExportWorkflow``: all orders of a day as one XML file (openTRANS ORDERs); by the
 Schedule ``order-export`` for the day before, or on demand for a given day.
+
+``DatevExportWorkflow``: the invoices, credit notes and payments of a period as a DATEV
+Buchungsstapel; by the Schedule ``datev-export`` on the 1st for the month before, or on
+demand (``orders export datev --from --to``).
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.advice import AdviceActivities
+    from activities.datev import DatevActivities
     from activities.export import ExportActivities
     from activities.stock import StockActivities
     from activities.store import StoreActivities
     from activities.tickets import TicketActivities
     from models.activities import (
         AdviceConfirmation,
+        ExportDatevInput,
+        ExportDatevResult,
         ExportOrdersInput,
         ExportOrdersResult,
         FillBackordersInput,
@@ -45,8 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import ShipmentConfirmation
     from workflows.order import OrderWorkflow
 
-__all__ = ["OrderExportWorkflow", "ShippingAdviceImportWorkflow", "StockSyncWorkflow",
-           "WakeBackordersWorkflow"]
+__all__ = ["DatevExportWorkflow", "OrderExportWorkflow", "ShippingAdviceImportWorkflow",
+           "StockSyncWorkflow", "WakeBackordersWorkflow"]
 
 _OPTIONS = {
     "start_to_close_timeout": timedelta(minutes=2),
@@ -250,5 +257,29 @@ class OrderExportWorkflow:
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
         workflow.set_current_details(f"done: {result.count} order(s) of {result.day} in "
+                                     f"{result.path}")
+        return result
+
+
+@workflow.defn
+class DatevExportWorkflow:
+    """The DATEV Buchungsstapel of a period (``period_from``/``period_to``), or of the month
+    before when run by the Schedule (no input)."""
+
+    @workflow.run
+    async def run(self, input: ExportDatevInput | None = None) -> ExportDatevResult:
+        wanted = input or ExportDatevInput()
+        what = (f"{wanted.period_from}..{wanted.period_to}" if wanted.period_from
+                else "last month")
+        workflow.set_current_details(f"exporting the bookings of {what} for DATEV")
+        result: ExportDatevResult = await workflow.execute_activity_method(
+            DatevActivities.export_datev,
+            wanted.model_copy(update={"reference": workflow.now()}),
+            summary=f"write the DATEV export of {what}",
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
+                                     non_retryable_error_types=["InvalidPeriod"]))
+        workflow.set_current_details(f"done: {result.bookings} booking(s) of "
+                                     f"{result.period_from}..{result.period_to} in "
                                      f"{result.path}")
         return result

@@ -1,0 +1,140 @@
+"""DATEV export: the invoices, credit notes and payments of a period as an EXTF
+Buchungsstapel (``models.datev``), written to ``ORDERS_DATEV__EXPORT_DIR``.
+
+The period is in shop time (``ORDERS_SHOP_TIMEZONE``). Invoices and credit notes are booked
+on their issue date with the amounts they printed (``models.invoice.compute_invoice`` on
+the stored basis), per VAT rate; payments on their payment date against the order's invoice
+number (or the order id before invoicing). The file is written under a temporary name and
+renamed; running the export again for the same period replaces it with the same bookings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models.activities import ExportDatevInput, ExportDatevResult
+from models.datev import Booking, DatevConfig, build_extf, revenue_key
+from models.invoice import compute_invoice
+from models.orders import OrderView
+from models.tables import Document, Payment
+from models.tax import TaxConfig
+from settings import Settings
+
+__all__ = ["DatevActivities", "datev_bookings", "previous_month"]
+
+
+def previous_month(reference: datetime, zone: str) -> tuple[date, date]:
+    """First and last day of the month before ``reference`` (shop time)."""
+    first_this = reference.astimezone(ZoneInfo(zone)).date().replace(day=1)
+    last = first_this - timedelta(days=1)
+    return last.replace(day=1), last
+
+
+def _utc_bounds(start: date, end: date, zone: str) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(zone)
+    return (datetime.combine(start, time(0, 0), tzinfo=tz).astimezone(UTC),
+            datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=tz).astimezone(UTC))
+
+
+def _document_bookings(row: Document, config: DatevConfig, tax: TaxConfig,
+                       zone: str) -> list[Booking]:
+    assert row.basis is not None and row.issued_at is not None and row.number is not None
+    view = OrderView.model_validate_json(row.basis)
+    invoice = compute_invoice(view, tax)
+    issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
+    booked_on = issued_at.astimezone(ZoneInfo(zone)).date()
+    credit = row.kind == "credit_note"
+    bookings = []
+    for amount in invoice.taxes:
+        if amount.gross == 0:
+            continue
+        oss = invoice.treatment == "oss"
+        bookings.append(Booking(
+            amount=amount.gross, side="H" if credit else "S", account=config.debitor_account,
+            contra_account=config.account(revenue_key(invoice.treatment, amount.rate)),
+            booked_on=booked_on, document=row.number,
+            text=f"{'Gutschrift' if credit else 'Rechnung'} {row.number} "
+                 f"{view.billing_address.company or view.billing_address.name}",
+            currency=view.currency,
+            eu_country_vat=view.shipping_address.country if oss else "",
+            eu_rate=amount.rate if oss else None, order_id=view.order_id))
+    return bookings
+
+
+def datev_bookings(engine: Engine, settings: Settings, start: date,
+                   end: date) -> list[Booking]:
+    """Every booking of the period, in date order (documents, then payments of a day)."""
+    config, zone = settings.datev, settings.shop_timezone
+    since, until = _utc_bounds(start, end, zone)
+    with Session(engine) as session:
+        documents = session.exec(select(Document).where(
+            col(Document.kind).in_(["invoice", "credit_note"]),
+            col(Document.content).is_not(None), col(Document.issued_at) >= since,
+            col(Document.issued_at) < until).order_by(col(Document.issued_at))).all()
+        payments = session.exec(select(Payment).order_by(col(Payment.created_at))).all()
+        numbers = dict(session.exec(select(Document.order_id, Document.number).where(
+            Document.kind == "invoice", col(Document.number).is_not(None))).all())
+    bookings: list[Booking] = []
+    for row in documents:
+        if row.basis is not None:
+            bookings += _document_bookings(row, config, settings.tax, zone)
+    for payment in payments:
+        moment = payment.paid_at or payment.created_at
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if not since <= moment < until:
+            continue
+        bookings.append(Booking(
+            amount=payment.amount, side="S", account=config.account("bank"),
+            contra_account=config.debitor_account,
+            booked_on=moment.astimezone(ZoneInfo(zone)).date(),
+            document=numbers.get(payment.order_id) or payment.order_id,
+            text=f"Zahlung {payment.reference or payment.order_id}",
+            currency=payment.currency, order_id=payment.order_id))
+    bookings.sort(key=lambda b: b.booked_on)
+    return bookings
+
+
+class DatevActivities:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @activity.defn
+    def export_datev(self, input: ExportDatevInput) -> ExportDatevResult:
+        """Write ``EXTF_Buchungsstapel_<from>_<to>.csv`` for the period (default: the month
+        before ``input.reference``)."""
+        zone = self.settings.shop_timezone
+        if input.period_from and input.period_to:
+            start, end = date.fromisoformat(input.period_from), date.fromisoformat(input.period_to)
+        else:
+            start, end = previous_month(input.reference or datetime.now(UTC), zone)
+        bookings = datev_bookings(self.engine, self.settings, start, end)
+        try:
+            content = build_extf(bookings, self.settings.datev, period_from=start,
+                                 period_to=end, created_at=datetime.now(ZoneInfo(zone)),
+                                 title=f"Auftragsmanager {start:%m/%Y}")
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="InvalidPeriod", non_retryable=True) from None
+        folder = Path(self.settings.datev_export_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"EXTF_Buchungsstapel_{start.isoformat()}_{end.isoformat()}.csv"
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.",
+                                         delete=False) as tmp:
+            tmp.write(content)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, target)
+        activity.logger.info("DATEV export %s: %d bookings", target, len(bookings))
+        return ExportDatevResult(period_from=start.isoformat(), period_to=end.isoformat(),
+                                 path=str(target), bookings=len(bookings),
+                                 sha256=hashlib.sha256(content).hexdigest())
