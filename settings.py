@@ -11,14 +11,12 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     Field,
-    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -31,34 +29,11 @@ from pydantic_settings import (
 
 from models.datev import DatevConfig
 from models.tax import TaxConfig
-from models.workflow_io import format_duration
+from models.workflow_io import DunningConfig, Duration, parse_duration
 
 __all__ = ["Duration", "Partner", "Settings", "parse_duration"]
 
 PROJECT_DIR = Path(__file__).resolve().parent
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Parse ``90s``, ``15m``, ``2h``, ``3d`` (or a timedelta / number of seconds)."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(
-            f"expected a number with a unit s, m, h or d (e.g. 90s, 3d), got {value!r}"
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-
-
 # Which documents each hand-off channel can send (``Partner.format``; first = default).
 HANDOFF_FORMATS: dict[str, tuple[str, ...]] = {
     "ftp": ("opentrans", "csv"),  # ORDER XML (or the CSV) + delivery note PDF into the inbox
@@ -166,7 +141,9 @@ class Settings(BaseSettings):
     invoice_number_format: str = "RE-{year}-{number:06d}"
     credit_note_number_format: str = "GS-{year}-{number:06d}"
     delivery_note_number_format: str = "LS-{year}-{number:06d}"
-    invoice_payment_days: int = Field(default=14, ge=0, le=365)  # due date of invoice terms
+    # Invoice terms: the due date is this long after the invoice; then the dunning steps
+    invoice_payment_term: Duration = timedelta(days=14)
+    dunning: DunningConfig = Field(default_factory=DunningConfig)
     # Invoices and credit notes as Factur-X (EN 16931): the CII XML embedded in a PDF/A-3b
     einvoice: bool = True
     # DATEV export (EXTF Buchungsstapel): consultant/client numbers, chart, accounts

@@ -82,7 +82,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             tickets.open_ticket, tickets.resolve_ticket,
             store.record_payment,
             documents.create_delivery_note, documents.create_order_xml,
-            documents.create_order_csv, documents.issue_invoice,
+            documents.create_order_csv, documents.issue_invoice, documents.dunning_notice,
             mail.send_mail, partners.hand_off, shipping.choose_carrier,
             advice.ftp_partners, advice.list_advice_files, advice.read_advice_file,
             advice.finish_advice_file,

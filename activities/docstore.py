@@ -114,10 +114,11 @@ class DocumentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create_once(self, target: Target, produce: Callable[[], Rendered]) -> DocumentView:
+    def create_once(self, target: Target, produce: Callable[[], Rendered],
+                    basis: str | None = None) -> DocumentView:
         """Return the stored row for ``target``, or produce and insert it (unnumbered
-        documents); if a concurrent call stored the same document first, ours is rolled
-        back and theirs returned."""
+        documents, ``basis`` kept with it); if a concurrent call stored the same document
+        first, ours is rolled back and theirs returned."""
         if (found := self.existing(target)) is not None:
             return found
         try:
@@ -127,7 +128,8 @@ class DocumentStore:
                     document_id=target.document_id, order_id=target.order_id, key=target.key,
                     kind=target.kind, filename=rendered.filename,
                     media_type=target.media_type, content=rendered.content,
-                    sha256=hashlib.sha256(rendered.content).hexdigest())
+                    sha256=hashlib.sha256(rendered.content).hexdigest(), basis=basis,
+                    issued_at=datetime.now(UTC))
                 view = document_view(row)
                 session.add(row)
                 session.commit()

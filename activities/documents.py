@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta
+import json
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,7 @@ from activities.docstore import (
 from activities.einvoice import INVOICE, build_cii, embed, order_einvoice
 from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
-from models.activities import DocumentInput
+from models.activities import DocumentInput, DunningInput, DunningNotice
 from models.invoice import Invoice, InvoiceLine, compute_invoice
 from models.orders import DocumentView, OrderView, ShipmentView, shipment_lines
 from models.tables import Document
@@ -203,14 +204,44 @@ class DocumentActivities:
                                          lambda number: f"{number}.pdf", render,
                                          plan=lambda _session: order.model_dump_json())
 
+    @activity.defn
+    def dunning_notice(self, input: DunningInput) -> DunningNotice:
+        """The dates of a dunning step (shop time) and, for a level with ``letter``, the
+        letter (Zahlungserinnerung / Mahnung) as PDF, once per level; its fee is kept with it
+        (``basis``) so the bank matching knows it is owed."""
+        order, level = input.order, input.level
+        due_on = shop_date(input.invoiced_at + input.payment_term, self.settings)
+        deadline_on = shop_date(input.at + input.deadline, self.settings)
+        notice = DunningNotice(due_on=due_on, deadline_on=deadline_on)
+        if not level.letter:
+            return notice
+        target = Target(order.order_id, f"dunning:{level.name}", "dunning",
+                        bounded(f"{order.order_id}-dunning-{level.name}", MAX_DOCUMENT_ID),
+                        PDF)
+
+        def render() -> Rendered:
+            totals = order.totals
+            context = {"shop": shop_context(self.settings), "order": order,
+                       "level": level, "invoice_number": input.invoice_number,
+                       "due_on": due_on, "deadline_on": deadline_on, "date": input.at,
+                       "currency": order.currency, "owed": totals.total - totals.credited,
+                       "paid": totals.paid, "fees": totals.fees,
+                       "open": totals.total + totals.fees - totals.credited - totals.paid}
+            return Rendered(self.renderer.render_pdf("mahnung.html", context),
+                            f"{order.order_id}-{level.name}.pdf")
+
+        basis = json.dumps({"level": level.name, "fee": str(level.fee)})
+        document = self.store.create_once(target, render, basis=basis)
+        return notice.model_copy(update={"document": document})
+
     def _invoice_context(self, order: OrderView, number: str,
                          issued_at: datetime) -> dict[str, Any]:
         issued_on = shop_date(issued_at, self.settings)
-        days = self.settings.invoice_payment_days
+        term = self.settings.invoice_payment_term
         return {"shop": shop_context(self.settings), "order": order, "number": number,
                 "date": issued_at, "issued_on": issued_on,
                 "delivery_date": delivery_date(order, issued_at),
-                "payment_days": days, "due_date": issued_on + timedelta(days=days),
+                "payment_days": term.days, "due_date": shop_date(issued_at + term, self.settings),
                 "invoice": compute_invoice(order, self.settings.tax),
                 "currency": order.currency}
 

@@ -300,7 +300,7 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
     """The e-invoice of ``invoice`` (an order's invoice or credit note)."""
     method = order.payment_method
     prepaid = invoice.gross if method in PAID_UP_FRONT and type_code == INVOICE else Decimal(0)
-    terms = TERMS.get(method, "").format(days=settings.invoice_payment_days)
+    terms = TERMS.get(method, "").format(days=settings.invoice_payment_term.days)
     if type_code == CREDIT_NOTE:
         terms = CREDIT_TERMS
     return EinvoiceDocument(

@@ -83,7 +83,8 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
             .group_by(col(Payment.order_id))).all())
         documents = session.exec(select(Document.order_id, Document.kind, Document.number,
                                         Document.basis)
-                                 .where(col(Document.kind).in_(["invoice", "credit_note"]),
+                                 .where(col(Document.kind).in_(["invoice", "credit_note",
+                                                                "dunning"]),
                                         col(Document.content).is_not(None))).all()
     invoices: dict[str, str] = {}
     credited: dict[str, Decimal] = defaultdict(Decimal)
@@ -92,6 +93,8 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
             invoices[order_id] = number
         elif kind == "credit_note" and basis:
             credited[order_id] += OrderView.model_validate_json(basis).totals.total
+        elif kind == "dunning" and basis:  # dunning fees are owed too
+            credited[order_id] -= Decimal(json.loads(basis).get("fee", "0"))
     items = []
     for record, customer, billing in rows:
         if json.loads(record.payload).get("payment", {}).get("method") == "paid":

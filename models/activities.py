@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from models.orders import (
     ShipmentView,
     TicketView,
 )
+from models.workflow_io import DunningLevel
 
 __all__ = [
     "AdviceConfirmation",
@@ -32,6 +33,8 @@ __all__ = [
     "CreditNoteResult",
     "DocumentInput",
     "DocumentView",
+    "DunningInput",
+    "DunningNotice",
     "ExportDatevInput",
     "ExportDatevResult",
     "ExportOrdersInput",
@@ -152,6 +155,22 @@ class RecordPaymentInput(BaseModel):
 class DocumentInput(BaseModel):
     order: OrderView
     shipment: ShipmentView | None = None
+
+
+class DunningInput(BaseModel):
+    order: OrderView  # with totals.fees including this level's fee
+    level: DunningLevel
+    invoice_number: str
+    invoiced_at: datetime
+    payment_term: timedelta
+    deadline: timedelta  # the new deadline: this long after ``at``
+    at: datetime  # when the step is taken (workflow time)
+
+
+class DunningNotice(BaseModel):
+    due_on: date  # the invoice's due date (shop time)
+    deadline_on: date  # the new deadline
+    document: DocumentView | None = None  # the letter, for levels with ``letter``
 
 
 class CreditNoteInput(BaseModel):

@@ -261,6 +261,7 @@ class Totals(BaseModel):
     given_total: Decimal | None = None
     paid: Decimal = Decimal("0.00")
     credited: Decimal = Decimal("0.00")  # credit notes issued after the invoice
+    fees: Decimal = Decimal("0.00")  # dunning fees, owed on top of the total
     open: Decimal = Decimal("0.00")
 
 

@@ -101,6 +101,8 @@ def policy_from(settings: Settings) -> OrderPolicy:
                   for code, p in settings.all_partners().items()},
         default_partner=settings.partner.code,
         tax=settings.tax,
+        payment_term=settings.invoice_payment_term,
+        dunning=settings.dunning,
     )
 
 

@@ -1,9 +1,10 @@
 """OrderWorkflow: the lifecycle of one order, from intake to the review request.
 
 ``run`` reads as the lifecycle; each step is a small private method. The shipments (split,
-backorders, hand-offs, confirmations) are ``Fulfilment`` (fulfilment.py), single steps are
-``OrderSteps`` (steps.py). All I/O happens in activities; the workflow code only
-orchestrates (timers, signals, search attributes, details).
+backorders, hand-offs, confirmations) are ``Fulfilment`` (fulfilment.py), the dunning of an
+unpaid invoice is ``Dunning`` (dunning.py), single steps are ``OrderSteps`` (steps.py).
+All I/O happens in activities; the workflow code only orchestrates (timers, signals, search
+attributes, details).
 Staff and partners steer it with the signals of the contract; ``status`` returns the same
 body as ``GET /orders/{order_id}``.
 """
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.rules import compute_totals
     from models.workflow_io import OrderWorkflowInput, format_duration, german_duration
-    from workflows.fulfilment import Fulfilment
+    from workflows.dunning import Dunning
 
 __all__ = ["OrderCancelled", "OrderWorkflow"]
 
@@ -61,7 +62,7 @@ class OrderCancelled(Exception):
 
 
 @workflow.defn
-class OrderWorkflow(Fulfilment):
+class OrderWorkflow(Dunning):
     @workflow.init
     def __init__(self, input: OrderWorkflowInput) -> None:
         super().__init__(input, compute_totals(input.order, input.policy.tax))
@@ -98,7 +99,7 @@ class OrderWorkflow(Fulfilment):
             await self._checkpoint()
             await self.invoice()
             if self.order.payment.method == "invoice":
-                await self._wait_paid_in_full("payment of the invoice")
+                await self.dun()
             await self._review()
         except OrderCancelled:
             assert self._cancel is not None
@@ -149,10 +150,6 @@ class OrderWorkflow(Fulfilment):
                    "eingegangen (Vorkasse)",
         )
         raise OrderCancelled
-
-    async def _wait_paid_in_full(self, what: str) -> None:
-        self.wait_for(f"waiting for {what}: {self.open_amount()} {self.order.currency} open")
-        await self._wait(self.paid_in_full, None, cancellable=False)
 
     async def _review(self) -> None:
         self.wait_for(f"review request due in {format_duration(self.policy.review_request_after)}")

@@ -97,7 +97,7 @@ class OrderSteps:
 
     def open_amount(self) -> Decimal:
         totals = self.view.totals
-        return max(totals.total - totals.credited - totals.paid, Decimal("0.00"))
+        return max(totals.total + totals.fees - totals.credited - totals.paid, Decimal("0.00"))
 
     async def _activity(self, method: Any, arg: Any, summary: str) -> Any:
         return await workflow.execute_activity_method(
@@ -230,7 +230,7 @@ class OrderSteps:
         totals.open = self.open_amount()
         self.event("payment", f"payment of {payment.amount} {payment.currency} received "
                               f"({payment.reference or 'no reference'}); open {totals.open}")
-        owed = totals.total - totals.credited
+        owed = totals.total + totals.fees - totals.credited
         if totals.paid > owed:
             await self._payment_ticket(key, f"overpaid by {totals.paid - owed} "
                                             f"{payment.currency}: refund or credit needed")
