@@ -32,7 +32,7 @@ from activities.stock import StockActivities
 from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
-from workflows.bank import BankInboxWorkflow, BankStatementWorkflow
+from workflows.bank import BankInboxWorkflow, BankStatementWorkflow, SettlementWorkflow
 from workflows.credit import CreditNoteWorkflow
 from workflows.jobs import (
     DatevExportWorkflow,
@@ -75,7 +75,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
                    WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow,
-                   BankStatementWorkflow, BankInboxWorkflow, DatevExportWorkflow],
+                   BankStatementWorkflow, BankInboxWorkflow, DatevExportWorkflow,
+                   SettlementWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -89,7 +90,9 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             stock.list_stock_files, stock.import_stock_file, stock.finish_stock_file,
             export.export_orders, credit_notes.issue_credit_note,
             payments.list_statement_files, payments.read_statement, payments.open_items,
-            payments.finish_statement, datev.export_datev,
+            payments.finish_statement, payments.read_settlement,
+            payments.record_marketplace_payment, payments.finish_settlement,
+            datev.export_datev,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

@@ -23,27 +23,39 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.advice import record_import, was_imported
 from activities.camt import StatementError, parse_statement
+from activities.settlement import SettlementError, parse_settlement
 from models.orders import OrderView
 from models.payments import (
     BankCreditView,
     FinishStatementInput,
+    MarketplacePaymentInput,
     OpenItemView,
+    ReadSettlementResult,
     ReadStatementResult,
+    SettlementItem,
     StatementFile,
 )
 from models.tables import Customer, CustomerAddress, Document, OrderRecord, Payment, utcnow
 from settings import Settings
 
-__all__ = ["BANK_SOURCE", "PaymentActivities", "open_items", "save_upload"]
+__all__ = ["BANK_SOURCE", "SETTLEMENT_SOURCE", "PaymentActivities", "open_items", "save_upload",
+           "settlement_inbox"]
 
 log = logging.getLogger("orders.payments")
 
 BANK_SOURCE = "bank"
+SETTLEMENT_SOURCE = "marketplace-settlement"
+
+
+def settlement_inbox(settings: Settings) -> Path:
+    """Where uploaded settlement reports wait (``settlements/`` beside the bank inbox)."""
+    return settings.bank_inbox_dir.parent / "settlements" / "inbox"
 
 
 def _free_path(folder: Path, name: str) -> Path:
@@ -56,11 +68,11 @@ def _free_path(folder: Path, name: str) -> Path:
     return target
 
 
-def save_upload(inbox: Path, content: bytes) -> tuple[str, str]:
-    """Write an uploaded statement into the inbox atomically; ``(name, sha256)``."""
+def save_upload(inbox: Path, content: bytes, suffix: str = ".xml") -> tuple[str, str]:
+    """Write an uploaded file into the inbox atomically; ``(name, sha256)``."""
     sha256 = hashlib.sha256(content).hexdigest()
     inbox.mkdir(parents=True, exist_ok=True)
-    name = f"upload-{sha256[:16]}.xml"
+    name = f"upload-{sha256[:16]}{suffix}"
     target = inbox / name
     if not target.exists():
         part = inbox / f".{name}.part"
@@ -117,10 +129,19 @@ class PaymentActivities:
         self.settings = settings
         self.inbox = settings.bank_inbox_dir
 
-    def _folder(self, name: str) -> Path:
-        folder = self.inbox.parent / name
+    def _move(self, inbox: Path, input: FinishStatementInput, source: str) -> str:
+        """Record the content once and move the file beside ``inbox`` to ``archive/`` or
+        ``error/``; returns where it went (already moved by an earlier attempt: its name)."""
+        record_import(self.engine, source, input.name, input.sha256, input.outcome,
+                      input.detail)
+        path = inbox / input.name
+        if not path.exists():
+            return input.name
+        folder = inbox.parent / ("archive" if input.outcome == "archived" else "error")
         folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        target = _free_path(folder, input.name)
+        os.replace(path, target)
+        return str(target)
 
     @activity.defn
     def list_statement_files(self) -> list[StatementFile]:
@@ -164,14 +185,58 @@ class PaymentActivities:
 
     @activity.defn
     def finish_statement(self, input: FinishStatementInput) -> str:
-        """Record the content once and move the file to ``archive/`` or ``error/``; returns
-        where it went (already moved by an earlier attempt: its name there)."""
-        record_import(self.engine, BANK_SOURCE, input.name, input.sha256, input.outcome,
-                      input.detail)
-        source = self.inbox / input.name
-        if not source.exists():
-            return input.name
-        folder = self._folder("archive" if input.outcome == "archived" else "error")
-        target = _free_path(folder, input.name)
-        os.replace(source, target)
-        return str(target)
+        """Record the statement's content once and archive the file (or ``error/``)."""
+        return self._move(self.inbox, input, BANK_SOURCE)
+
+    # --- marketplace settlements ------------------------------------------------------
+
+    @activity.defn
+    def read_settlement(self, file: StatementFile) -> ReadSettlementResult:
+        """What the marketplace paid per order, with our order for each (or why the file
+        cannot be read)."""
+        content = (settlement_inbox(self.settings) / file.name).read_bytes()
+        sha256 = hashlib.sha256(content).hexdigest()
+        result = ReadSettlementResult(name=file.name, sha256=sha256)
+        if was_imported(self.engine, SETTLEMENT_SOURCE, sha256):
+            return result.model_copy(update={"already_imported": True})
+        try:
+            settlement = parse_settlement(content, max_bytes=self.settings.bank_file_max_bytes)
+        except SettlementError as exc:
+            return result.model_copy(update={"error": str(exc)})
+        ids = [o.order_id for o in settlement.orders]
+        with Session(self.engine) as session:
+            records = session.exec(select(OrderRecord).where(
+                col(OrderRecord.external_id).in_(ids))).all()
+        ours = {r.external_id: r for r in sorted(records, key=lambda r: r.created_at)}
+        items = []
+        for entry in settlement.orders:
+            record = ours.get(entry.order_id)
+            method = (json.loads(record.payload).get("payment", {}).get("method", "")
+                      if record else "")
+            items.append(SettlementItem(
+                marketplace_order_id=entry.order_id,
+                order_id=record.order_id if record else None, payment_method=method,
+                order_total=record.total if record else None, paid=entry.paid,
+                fees=entry.fees, refunded=entry.refunded))
+        return result.model_copy(update={
+            "settlement_id": settlement.settlement_id, "currency": settlement.currency,
+            "total": settlement.total, "items": items, "other": settlement.other})
+
+    @activity.defn
+    def record_marketplace_payment(self, input: MarketplacePaymentInput) -> bool:
+        """Record what the marketplace paid for an order it collected the money of (method
+        ``paid``: the order counts as paid since intake, so no signal); once per key."""
+        with Session(self.engine) as session:
+            session.add(Payment(order_id=input.order_id, key=input.key, amount=input.amount,
+                                currency=input.currency, reference=input.reference,
+                                paid_at=utcnow()))
+            try:
+                session.commit()
+            except IntegrityError:
+                return False
+        return True
+
+    @activity.defn
+    def finish_settlement(self, input: FinishStatementInput) -> str:
+        """Record the report's content once and archive the file (or ``error/``)."""
+        return self._move(settlement_inbox(self.settings), input, SETTLEMENT_SOURCE)

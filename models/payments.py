@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-__all__ = ["BankCreditView", "FinishStatementInput", "OpenItemView", "ReadStatementResult",
-           "StatementFile", "StatementSummary"]
+__all__ = ["BankCreditView", "FinishStatementInput", "MarketplacePaymentInput", "OpenItemView",
+           "ReadSettlementResult", "ReadStatementResult", "SettlementItem",
+           "SettlementSummary", "StatementFile", "StatementSummary"]
 
 
 class StatementFile(BaseModel):
@@ -61,3 +62,45 @@ class StatementSummary(BaseModel):
     partial: int = 0  # credits that paid part of an order
     tickets: int = 0  # credits a human has to look at (ambiguous, unmatched, surplus, closed)
     signalled_orders: list[str] = []
+
+
+class SettlementItem(BaseModel):
+    marketplace_order_id: str
+    order_id: str | None = None  # ours, None when unknown
+    payment_method: str = ""
+    order_total: Decimal | None = None
+    paid: Decimal  # what the customer paid through the marketplace
+    fees: Decimal
+    refunded: Decimal
+
+
+class ReadSettlementResult(BaseModel):
+    name: str
+    sha256: str
+    already_imported: bool = False
+    error: str | None = None
+    settlement_id: str = ""
+    currency: str = ""
+    total: Decimal = Decimal("0.00")
+    items: list[SettlementItem] = []
+    other: Decimal = Decimal("0.00")
+
+
+class MarketplacePaymentInput(BaseModel):
+    order_id: str
+    key: str
+    amount: Decimal
+    currency: str
+    reference: str
+
+
+class SettlementSummary(BaseModel):
+    name: str
+    sha256: str
+    outcome: str  # archived, rejected, already_imported
+    settlement_id: str = ""
+    orders: int = 0
+    recorded: int = 0  # payments recorded for orders paid at the marketplace
+    signalled: int = 0  # payments signalled to orders waiting for money
+    fees: Decimal = Decimal("0.00")
+    tickets: int = 0

@@ -248,6 +248,24 @@ def create_app(settings: Settings, *, client: Client | None = None,
         response.status_code = 200 if done else 202
         return result
 
+    @app.post("/payments/settlements")
+    async def settlement(request: Request, response: Response, _: StaffRole,
+                         wait: bool = False) -> dict[str, Any]:
+        """A marketplace settlement report (Amazon flat file V2, tab-separated), matched to
+        the orders by the marketplace's order id. 202 / 200 as for bank statements."""
+        data = await _read_limited(request, settings.bank_file_max_bytes)
+        if data is None:
+            raise HTTPException(413, {"field": "body", "reason": "body over the limit of "
+                                      f"{settings.bank_file_max_bytes} bytes"})
+        try:
+            result = await payments.upload_settlement(temporal(), state["engine"], settings,
+                                                      data, wait=wait)
+        except payments.StatementRejected as exc:
+            raise HTTPException(422, {"field": "body", "reason": exc.reason}) from None
+        done = result["already_imported"] or result.get("summary") is not None
+        response.status_code = 200 if done else 202
+        return result
+
     @app.get("/exports/orders/{day}")
     async def order_export(day: str, _: StaffRole) -> Response:
         """The order export of a day (YYYY-MM-DD, shop time zone), built now."""

@@ -13,6 +13,13 @@ upload) is archived without being applied twice. A file that is not a valid camt
 to ``error/`` with an ``import`` ticket.
 
 ``BankInboxWorkflow`` (Schedule ``bank-statements``) runs it for every file in the inbox.
+
+``SettlementWorkflow`` handles a marketplace settlement report (Amazon flat file V2, by
+upload; workflow id ``settlement-{sha256[:32]}``), matched by the marketplace's order id:
+for an order the marketplace collected the money of (method ``paid``) the payout is recorded
+(for the books) and a ticket opened when it differs from the order total; an order waiting
+for money gets ``payment_received``; refunds and unknown orders become tickets. Once per
+content, like the bank statements.
 """
 
 from __future__ import annotations
@@ -36,14 +43,19 @@ with workflow.unsafe.imports_passed_through():
     from models.payments import (
         BankCreditView,
         FinishStatementInput,
+        MarketplacePaymentInput,
         OpenItemView,
+        ReadSettlementResult,
         ReadStatementResult,
+        SettlementItem,
+        SettlementSummary,
         StatementFile,
         StatementSummary,
     )
     from workflows.order import OrderWorkflow
 
-__all__ = ["BankInboxWorkflow", "BankStatementWorkflow", "statement_workflow_id"]
+__all__ = ["BankInboxWorkflow", "BankStatementWorkflow", "SettlementWorkflow",
+           "settlement_workflow_id", "statement_workflow_id"]
 
 _OPTIONS = {
     "start_to_close_timeout": timedelta(minutes=2),
@@ -53,6 +65,10 @@ _OPTIONS = {
 
 def statement_workflow_id(sha256: str) -> str:
     return f"bank-statement-{sha256[:32]}"
+
+
+def settlement_workflow_id(sha256: str) -> str:
+    return f"settlement-{sha256[:32]}"
 
 
 @workflow.defn
@@ -177,3 +193,89 @@ class BankInboxWorkflow:
             summaries.append(summary)
         return summaries
 
+
+
+@workflow.defn
+class SettlementWorkflow:
+    def __init__(self) -> None:
+        self.summary: SettlementSummary | None = None
+
+    @workflow.run
+    async def run(self, file: StatementFile) -> SettlementSummary:
+        read: ReadSettlementResult = await workflow.execute_activity_method(
+            PaymentActivities.read_settlement, file, summary=f"read {file.name}", **_OPTIONS)
+        summary = self.summary = SettlementSummary(
+            name=file.name, sha256=read.sha256, outcome="archived",
+            settlement_id=read.settlement_id, orders=len(read.items),
+            fees=sum((i.fees for i in read.items), read.other))
+        if read.already_imported or read.error is not None:
+            summary.outcome = "already_imported" if read.already_imported else "rejected"
+            if read.error is not None:
+                await self._ticket(read, "file", "import",
+                                   f"settlement report {file.name} rejected: {read.error}")
+            await self._finish(read, "rejected" if read.error else "archived",
+                               read.error or "the same content was imported before")
+            return summary
+        for index, item in enumerate(read.items):
+            await self._apply(read, index, item)
+        await self._finish(read, "archived", f"settlement {read.settlement_id}: "
+                                             f"{summary.orders} orders, {summary.tickets} "
+                                             "tickets")
+        return summary
+
+    async def _apply(self, read: ReadSettlementResult, index: int, item: SettlementItem) -> None:
+        assert self.summary is not None
+        what = (f"settlement {read.settlement_id}: order {item.marketplace_order_id} paid "
+                f"{item.paid} {read.currency}")
+        if item.order_id is None:
+            await self._ticket(read, f"{index}-unknown", "payment",
+                               f"{what}, but no such order is known here")
+            return
+        if item.refunded:
+            await self._ticket(read, f"{index}-refund", "refund",
+                               f"{what}; the marketplace refunded {-item.refunded} "
+                               f"{read.currency} to the customer: issue a credit note for "
+                               f"order {item.order_id}")
+        if item.paid <= 0:
+            return
+        if item.payment_method == "paid":
+            await workflow.execute_activity_method(
+                PaymentActivities.record_marketplace_payment,
+                MarketplacePaymentInput(order_id=item.order_id,
+                                        key=f"settlement-{read.sha256[:16]}-{index}",
+                                        amount=item.paid, currency=read.currency,
+                                        reference=f"settlement {read.settlement_id}"),
+                summary=f"record the payout for {item.order_id}", **_OPTIONS)
+            self.summary.recorded += 1
+            if item.order_total is not None and item.paid != item.order_total:
+                await self._ticket(read, f"{index}-differs", "payment",
+                                   f"{what} for order {item.order_id}, whose total is "
+                                   f"{item.order_total}: check the difference")
+            return
+        payment = PaymentIn(amount=item.paid, currency=read.currency,
+                            reference=f"settlement {read.settlement_id}"[:140],
+                            payment_id=f"settlement:{read.sha256[:16]}:{index}")
+        handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run, item.order_id)
+        try:
+            await handle.signal(OrderWorkflow.payment_received, payment)
+            self.summary.signalled += 1
+        except FailureError:
+            await self._ticket(read, f"{index}-closed", "payment",
+                               f"{what} for order {item.order_id}, which is closed")
+
+    async def _ticket(self, read: ReadSettlementResult, key: str, kind: str,
+                      text: str) -> None:
+        assert self.summary is not None
+        self.summary.tickets += 1
+        await workflow.execute_activity_method(
+            TicketActivities.open_ticket,
+            OpenTicketInput(order_id=None, key=f"settlement-{read.sha256[:16]}-{key}",
+                            kind=kind, title=text[:200], body=text),
+            summary="open a ticket", **_OPTIONS)
+
+    async def _finish(self, read: ReadSettlementResult, outcome: str, detail: str) -> None:
+        await workflow.execute_activity_method(
+            PaymentActivities.finish_settlement,
+            FinishStatementInput(name=read.name, sha256=read.sha256, outcome=outcome,
+                                 detail=detail),
+            summary=f"record and move {read.name}", **_OPTIONS)

@@ -1,0 +1,106 @@
+"""Marketplace settlements: an Amazon settlement report (flat file V2, tab-separated) read
+into what the marketplace paid out per order.
+
+The first data row is the summary (settlement id, period, deposit date, total, currency);
+every other row is one amount of one order: ``transaction-type`` (Order, Refund, ...),
+``amount-type`` (ItemPrice, Promotion, ItemFees, ...), ``amount-description`` (Principal,
+Shipping, Tax, Commission, ...). Per order, what the customer paid is the sum of the
+``Order`` rows of types ItemPrice and Promotion; the marketplace's fees (ItemFees and other
+types) are summed apart; ``Refund`` rows are refunds to the customer. Amounts may use a
+decimal point or comma (``1.234,56`` on amazon.de). A file without the required columns, a
+row with an unreadable amount or a currency other than the summary's is rejected with the
+line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+__all__ = ["OrderSettlement", "Settlement", "SettlementError", "parse_settlement"]
+
+REQUIRED = ("settlement-id", "total-amount", "currency", "transaction-type", "order-id",
+            "amount-type", "amount-description", "amount")
+PAID_TYPES = ("ItemPrice", "Promotion")
+
+
+class SettlementError(ValueError):
+    """Not a readable settlement report (the reason names the line)."""
+
+
+@dataclass
+class OrderSettlement:
+    order_id: str  # the marketplace's order id
+    paid: Decimal = Decimal("0.00")  # what the customer paid (prices, shipping, tax, promos)
+    fees: Decimal = Decimal("0.00")  # the marketplace's fees (negative)
+    refunded: Decimal = Decimal("0.00")  # refunds to the customer (negative)
+
+
+@dataclass
+class Settlement:
+    settlement_id: str
+    currency: str
+    total: Decimal  # what was deposited
+    deposit_date: str
+    orders: list[OrderSettlement] = field(default_factory=list)
+    other: Decimal = Decimal("0.00")  # rows without an order (subscription fee, reserves)
+
+
+def _amount(text: str, line: int) -> Decimal:
+    value = text.strip().replace(" ", "")
+    if "," in value and "." in value:
+        value = value.replace(".", "").replace(",", ".") if value.rfind(",") > value.rfind(".") \
+            else value.replace(",", "")
+    elif "," in value:
+        value = value.replace(",", ".")
+    try:
+        return Decimal(value or "0")
+    except InvalidOperation:
+        raise SettlementError(f"line {line}: not an amount: {text!r}") from None
+
+
+def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
+    """The payout per order of a settlement report, or ``SettlementError``."""
+    if len(data) > max_bytes:
+        raise SettlementError(f"file larger than {max_bytes} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SettlementError("not a settlement report (tab-separated with a header row): "
+                              f"missing columns {', '.join(missing)}")
+    rows = list(reader)
+    if not rows or not rows[0].get("total-amount", "").strip():
+        raise SettlementError("line 2: the summary row (settlement-id, total-amount, "
+                              "currency) is missing")
+    summary = rows[0]
+    settlement = Settlement(settlement_id=summary["settlement-id"].strip(),
+                            currency=summary["currency"].strip(),
+                            total=_amount(summary["total-amount"], 2),
+                            deposit_date=(summary.get("deposit-date") or "").strip())
+    per_order: dict[str, OrderSettlement] = {}
+    for line, row in enumerate(rows[1:], start=3):
+        amount = _amount(row.get("amount") or "", line)
+        currency = (row.get("currency") or "").strip()
+        if currency and currency != settlement.currency:
+            raise SettlementError(f"line {line}: currency {currency}, the settlement is in "
+                                  f"{settlement.currency}")
+        order_id = (row.get("order-id") or "").strip()
+        if not order_id:
+            settlement.other += amount
+            continue
+        entry = per_order.setdefault(order_id, OrderSettlement(order_id))
+        kind, amount_type = row["transaction-type"].strip(), row["amount-type"].strip()
+        if kind == "Refund":
+            entry.refunded += amount
+        elif kind == "Order" and amount_type in PAID_TYPES:
+            entry.paid += amount
+        else:
+            entry.fees += amount
+    settlement.orders = list(per_order.values())
+    return settlement
