@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     delivery_note_number_format: str = "LS-{year}-{number:06d}"
     # Invoice terms: the due date is this long after the invoice; then the dunning steps
     invoice_payment_term: Duration = timedelta(days=14)
+    # A split order: a partial invoice for each shipment that ships before the rest (the
+    # last invoice takes what is left, so all add up to the order); false: one invoice.
+    invoice_per_shipment: bool = True
     dunning: DunningConfig = Field(default_factory=DunningConfig)
     # Invoices and credit notes as Factur-X (EN 16931): the CII XML embedded in a PDF/A-3b
     einvoice: bool = True

@@ -45,8 +45,10 @@ NOT_INVOICED = "NotInvoiced"
 
 
 def _invoice_row(session: Session, order_id: str) -> Document | None:
+    """The order's (final) invoice: its basis is the whole order, whatever partial
+    invoices came before it."""
     return session.exec(select(Document).where(
-        Document.order_id == order_id, Document.kind == "invoice",
+        Document.order_id == order_id, Document.kind == "invoice", Document.key == "invoice",
         col(Document.content).is_not(None))).first()
 
 

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.documents import invoice_of
 from models.activities import ExportDatevInput, ExportDatevResult
 from models.datev import Booking, DatevConfig, build_extf, revenue_key
 from models.invoice import compute_invoice
@@ -46,11 +47,12 @@ def _utc_bounds(start: date, end: date, zone: str) -> tuple[datetime, datetime]:
             datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=tz).astimezone(UTC))
 
 
-def _document_bookings(row: Document, config: DatevConfig, tax: TaxConfig,
+def _document_bookings(session: Session, row: Document, config: DatevConfig, tax: TaxConfig,
                        zone: str) -> list[Booking]:
     assert row.basis is not None and row.issued_at is not None and row.number is not None
     view = OrderView.model_validate_json(row.basis)
-    invoice = compute_invoice(view, tax)
+    invoice = (invoice_of(session, row, tax) if row.kind == "invoice"
+               else compute_invoice(view, tax))
     issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
     booked_on = issued_at.astimezone(ZoneInfo(zone)).date()
     credit = row.kind == "credit_note"
@@ -83,11 +85,12 @@ def datev_bookings(engine: Engine, settings: Settings, start: date,
             col(Document.issued_at) < until).order_by(col(Document.issued_at))).all()
         payments = session.exec(select(Payment).order_by(col(Payment.created_at))).all()
         numbers = dict(session.exec(select(Document.order_id, Document.number).where(
-            Document.kind == "invoice", col(Document.number).is_not(None))).all())
-    bookings: list[Booking] = []
-    for row in documents:
-        if row.basis is not None:
-            bookings += _document_bookings(row, config, settings.tax, zone)
+            Document.kind == "invoice", Document.key == "invoice",
+            col(Document.number).is_not(None))).all())
+        bookings: list[Booking] = []
+        for row in documents:
+            if row.basis is not None:
+                bookings += _document_bookings(session, row, config, settings.tax, zone)
     for payment in payments:
         moment = payment.paid_at or payment.created_at
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -14,11 +14,12 @@ import csv
 import io
 import json
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.docstore import (
@@ -38,6 +39,7 @@ from models.activities import DocumentInput, DunningInput, DunningNotice
 from models.invoice import Invoice, InvoiceLine, compute_invoice
 from models.orders import DocumentView, OrderView, ShipmentView, shipment_lines
 from models.tables import Document
+from models.tax import TaxConfig
 from settings import Settings
 
 __all__ = [
@@ -47,7 +49,9 @@ __all__ = [
     "compute_invoice",
     "delivery_date",
     "get_document",
+    "invoice_of",
     "next_number",
+    "partial_invoices",
     "shop_context",
     "shop_date",
 ]
@@ -55,6 +59,25 @@ __all__ = [
 PDF = "application/pdf"
 XML = "application/xml"
 CSV = "text/csv"
+
+
+def partial_invoices(session: Session, order_id: str) -> list[tuple[str, OrderView]]:
+    """The order's partial invoices (one per shipment, issued before the final one) as
+    ``(number, basis)``, oldest first."""
+    rows = session.exec(select(Document).where(
+        Document.order_id == order_id, Document.kind == "invoice",
+        col(Document.key).startswith("invoice:"), col(Document.content).is_not(None))
+        .order_by(col(Document.issued_at))).all()
+    return [(row.number or "", OrderView.model_validate_json(row.basis))
+            for row in rows if row.basis is not None]
+
+
+def invoice_of(session: Session, row: Document, tax: TaxConfig) -> Invoice:
+    """What an issued invoice row charged (a final invoice net of the partial ones)."""
+    assert row.basis is not None
+    basis = OrderView.model_validate_json(row.basis)
+    earlier = partial_invoices(session, row.order_id) if row.key == "invoice" else []
+    return compute_invoice(basis, tax, earlier=[view for _, view in earlier])
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:
@@ -183,26 +206,46 @@ class DocumentActivities:
 
     @activity.defn
     def issue_invoice(self, input: DocumentInput) -> DocumentView:
-        """The German invoice (Rechnung) with the next gapless number of the year."""
-        order = input.order
-        target = Target(order.order_id, "invoice", "invoice", f"{order.order_id}-invoice", PDF)
+        """The German invoice (Rechnung) with the next gapless number of the year: of one
+        shipment (``input.shipment``: a partial invoice of its lines, no shipping), or of the
+        order (the final one: everything not invoiced by partial invoices, adding up to the
+        order's total exactly; see ``models.invoice.compute_invoice``)."""
+        order, shipment = input.order, input.shipment
+        if shipment is not None:
+            sid = shipment.shipment_id
+            basis = order.model_copy(update={
+                "lines": shipment_lines(order, shipment),
+                "totals": order.totals.model_copy(update={"shipping": Decimal("0.00")})})
+            target = Target(order.order_id, bounded(f"invoice:{sid}", MAX_KEY), "invoice",
+                            bounded(f"{order.order_id}-invoice-{sid}", MAX_DOCUMENT_ID), PDF)
+        else:
+            basis = order
+            target = Target(order.order_id, "invoice", "invoice",
+                            f"{order.order_id}-invoice", PDF)
 
         def render(reserved: Reserved) -> bytes:
             number = reserved.number
-            context = self._invoice_context(order, number, reserved.issued_at)
+            with Session(self.engine) as session:
+                earlier = partial_invoices(session, order.order_id) if shipment is None else []
+            context = self._invoice_context(basis, number, reserved.issued_at, earlier)
             if not self.settings.einvoice:
                 return self.renderer.render_pdf("rechnung.html", context)
             pdf = self.renderer.render_pdf("rechnung.html", context, pdf_variant="pdf/a-3b")
             xml = build_cii(order_einvoice(
-                order, context["invoice"], number=number, type_code=INVOICE,
+                basis, context["invoice"], number=number, type_code=INVOICE,
                 issued_on=context["issued_on"], delivered_on=context["delivery_date"].date(),
                 due_on=context["due_date"], settings=self.settings))
             return embed(pdf, xml, title=f"Rechnung {number}", author=self.settings.shop_name,
                          subject=f"Rechnung {number} zur Bestellung {order.order_id}")
 
-        return self.store.issue_numbered(target, self.settings.invoice_number_format,
+        view = self.store.issue_numbered(target, self.settings.invoice_number_format,
                                          lambda number: f"{number}.pdf", render,
-                                         plan=lambda _session: order.model_dump_json())
+                                         plan=lambda _session: basis.model_dump_json())
+        with Session(self.engine) as session:
+            earlier = partial_invoices(session, order.order_id) if shipment is None else []
+        total = compute_invoice(basis, self.settings.tax,
+                                earlier=[view for _, view in earlier]).gross
+        return view.model_copy(update={"total": total})
 
     @activity.defn
     def dunning_notice(self, input: DunningInput) -> DunningNotice:
@@ -234,14 +277,16 @@ class DocumentActivities:
         document = self.store.create_once(target, render, basis=basis)
         return notice.model_copy(update={"document": document})
 
-    def _invoice_context(self, order: OrderView, number: str,
-                         issued_at: datetime) -> dict[str, Any]:
+    def _invoice_context(self, order: OrderView, number: str, issued_at: datetime,
+                         earlier: list[tuple[str, OrderView]] | None = None) -> dict[str, Any]:
         issued_on = shop_date(issued_at, self.settings)
         term = self.settings.invoice_payment_term
         return {"shop": shop_context(self.settings), "order": order, "number": number,
                 "date": issued_at, "issued_on": issued_on,
                 "delivery_date": delivery_date(order, issued_at),
                 "payment_days": term.days, "due_date": shop_date(issued_at + term, self.settings),
-                "invoice": compute_invoice(order, self.settings.tax),
+                "invoice": compute_invoice(order, self.settings.tax,
+                                           earlier=[v for _, v in earlier or []]),
+                "earlier_numbers": [n for n, _ in earlier or []],
                 "currency": order.currency}
 

@@ -94,15 +94,15 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
             select(Payment.order_id, func.sum(Payment.amount))
             .group_by(col(Payment.order_id))).all())
         documents = session.exec(select(Document.order_id, Document.kind, Document.number,
-                                        Document.basis)
+                                        Document.basis, Document.key)
                                  .where(col(Document.kind).in_(["invoice", "credit_note",
                                                                 "dunning"]),
                                         col(Document.content).is_not(None))).all()
     invoices: dict[str, str] = {}
     credited: dict[str, Decimal] = defaultdict(Decimal)
-    for order_id, kind, number, basis in documents:
-        if kind == "invoice" and number:
-            invoices[order_id] = number
+    for order_id, kind, number, basis, key in documents:
+        if kind == "invoice" and number and (key == "invoice" or order_id not in invoices):
+            invoices[order_id] = number  # the final invoice, else a partial one
         elif kind == "credit_note" and basis:
             credited[order_id] += OrderView.model_validate_json(basis).totals.total
         elif kind == "dunning" and basis:  # dunning fees are owed too

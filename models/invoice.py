@@ -18,7 +18,8 @@ Pure and sandbox-safe; money is ``Decimal`` rounded to cents half up.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -71,25 +72,58 @@ class Invoice:
     note: str  # the legal note for 0 % treatments ("" for none)
 
 
-def compute_invoice(order: OrderView, tax: TaxConfig | None = None) -> Invoice:
-    """Line totals, VAT per rate and totals of ``order`` as the invoice prints them."""
+def compute_invoice(order: OrderView, tax: TaxConfig | None = None, *,
+                    earlier: Sequence[OrderView] = ()) -> Invoice:
+    """Line totals, VAT per rate and totals of ``order`` as the invoice prints them.
+
+    With ``earlier`` (the partial invoices already issued for some of the order's shipments,
+    their lines without shipping), ``order`` is the whole order and the result is its final
+    invoice: the lines not invoiced yet, the whole shipping (split across the rates by the
+    whole order's goods), and per rate exactly what the order owes minus what the partial
+    invoices charged, so that all invoices together add up to the order to the cent."""
     prices_gross = order.customer.type == "b2c"
     shipping = round_money(order.totals.shipping)
-    result = order_tax(order.lines, shipping, customer=order.customer,
-                       country=order.shipping_address.country, tax=tax)
+    country = order.shipping_address.country
+    result = order_tax(order.lines, shipping, customer=order.customer, country=country,
+                       tax=tax)
     decision = result.decision
-    lines = [InvoiceLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
-                         unit_price=ln.unit_price, tax_rate=decision.rate(ln.tax_rate),
-                         total=line_total(ln))
-             for ln in order.lines]
+    remaining = Counter[str]()
+    for line in order.lines:
+        remaining[line.sku] += line.quantity
+    amounts = result.amounts
+    if earlier:
+        for partial in earlier:
+            for line in partial.lines:
+                remaining[line.sku] -= line.quantity
+        before = [order_tax(p.lines, Decimal(0), customer=order.customer, country=country,
+                            tax=tax).amounts for p in earlier]
+        amounts = [_minus(amount, [a for part in before for a in part if a.rate == amount.rate])
+                   for amount in amounts]
+    lines = []
+    for ln in order.lines:
+        quantity = min(ln.quantity, remaining[ln.sku])
+        remaining[ln.sku] -= quantity
+        if quantity > 0:
+            lines.append(InvoiceLine(
+                sku=ln.sku, name=ln.name, quantity=quantity, unit_price=ln.unit_price,
+                tax_rate=decision.rate(ln.tax_rate),
+                total=line_total(ln.model_copy(update={"quantity": quantity}))))
     goods: dict[Decimal, Decimal] = defaultdict(Decimal)
-    for line in lines:
-        goods[line.tax_rate] += line.total
+    for ln in order.lines:  # the whole order's goods: the shipping split of its total
+        goods[decision.rate(ln.tax_rate)] += line_total(ln)
     parts = {rate: part for rate, part in split_shipping(shipping, goods).items() if part}
+    net = sum((a.net for a in amounts), Decimal("0.00"))
+    vat = sum((a.tax for a in amounts), Decimal("0.00"))
     return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,
-                   shipping_rates=[a.rate for a in result.amounts], shipping_parts=parts,
-                   taxes=result.amounts, net=result.net, tax=result.tax, gross=result.gross,
+                   shipping_rates=[a.rate for a in amounts if a.gross or not earlier],
+                   shipping_parts=parts, taxes=amounts, net=net, tax=vat, gross=net + vat,
                    treatment=decision.treatment, note=decision.note)
+
+
+def _minus(amount: TaxAmount, earlier: list[TaxAmount]) -> TaxAmount:
+    net = amount.net - sum((a.net for a in earlier), Decimal(0))
+    vat = amount.tax - sum((a.tax for a in earlier), Decimal(0))
+    return TaxAmount(rate=amount.rate, net=net, tax=vat, gross=net + vat)
 
 
 # --- EN 16931 figures ------------------------------------------------------------------

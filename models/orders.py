@@ -301,9 +301,10 @@ class ShipmentView(BaseModel):
 
 class DocumentView(BaseModel):
     document_id: str
-    kind: str  # delivery_note, order_xml, invoice
+    kind: str  # delivery_note, order_xml, order_csv, invoice, credit_note, dunning
     number: str | None = None
     filename: str
+    total: Decimal | None = None  # invoices: the amount charged
 
 
 class TicketView(BaseModel):

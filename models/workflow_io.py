@@ -139,6 +139,7 @@ class OrderPolicy(BaseModel):
     default_partner: str = "fulfillment"
     tax: TaxConfig = TaxConfig()  # the VAT rules the order's totals follow
     payment_term: timedelta = timedelta(days=14)  # invoice terms: due this long after it
+    invoice_per_shipment: bool = True  # a partial invoice for a shipment that ships early
     dunning: DunningConfig = DunningConfig()
 
     def route(self, code: str | None) -> PartnerRoute:

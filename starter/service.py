@@ -102,6 +102,7 @@ def policy_from(settings: Settings) -> OrderPolicy:
         default_partner=settings.partner.code,
         tax=settings.tax,
         payment_term=settings.invoice_payment_term,
+        invoice_per_shipment=settings.invoice_per_shipment,
         dunning=settings.dunning,
     )
 

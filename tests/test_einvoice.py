@@ -217,3 +217,35 @@ def test_xml_breaking_the_schema_is_non_retryable() -> None:
     with pytest.raises(ApplicationError) as raised:
         check_xsd(xml)
     assert raised.value.type == "InvalidDocument" and raised.value.non_retryable
+
+
+@pytest.mark.parametrize("customer_type", ["b2c", "b2b"])
+def test_partial_invoices_and_the_final_one_add_up_to_the_order(
+        customer_type: str, schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    """Three shipments of odd amounts at two rates: per rate, the VAT of the partial
+    invoices plus the final one is the order's VAT to the cent, and each passes EN 16931."""
+    order = make_order(lines=mixed_lines(), shipping="5.95", customer_type=customer_type)
+    first = order.model_copy(update={"lines": [order.lines[0].model_copy(update={
+        "quantity": 2})], "totals": order.totals.model_copy(update={"shipping": Decimal(0)})})
+    second = order.model_copy(update={"lines": [order.lines[1].model_copy(update={
+        "quantity": 3})], "totals": order.totals.model_copy(update={"shipping": Decimal(0)})})
+
+    partials = [compute_invoice(first), compute_invoice(second)]
+    final = compute_invoice(order, earlier=[first, second])
+
+    whole = compute_invoice(order)
+    assert sum(i.gross for i in [*partials, final]) == whole.gross == order.totals.total
+    for amount in whole.taxes:
+        parts = [t for i in [*partials, final] for t in i.taxes if t.rate == amount.rate]
+        assert sum(t.tax for t in parts) == amount.tax
+        assert sum(t.net for t in parts) == amount.net
+    assert [(ln.sku, ln.quantity) for ln in final.lines] == [("A-1", 1), ("B-2", 4),
+                                                             ("C-3", 1)]
+    settings = Settings()
+    for number, (view, invoice) in enumerate([(first, partials[0]), (order, final)]):
+        xml = build_cii(order_einvoice(
+            view, invoice, number=f"RE-2026-00010{number}", type_code=INVOICE,
+            issued_on=date(2026, 11, 25), delivered_on=date(2026, 11, 24),
+            due_on=date(2026, 12, 9), settings=settings))
+        check_xsd(xml)
+        assert broken_rules(schematron, xml) == {}

@@ -330,6 +330,15 @@ async def test_split_order_ships_in_two_parcels_with_two_tracking_numbers(
     bodies = sorted(m.get_content() for m in shipped_mails)
     assert any("TRACK-NORD" in b and "LAMP-N" in b and "TENT-2P" not in b for b in bodies)
     assert any("TRACK-MAIN" in b and "TENT-2P" in b for b in bodies)
+    # NORD shipped first: its partial invoice; the final one takes the rest and shipping
+    partial, final = [d for d in view.documents if d.kind == "invoice"]
+    assert (partial.document_id, partial.total) == (
+        f"{order.order_id}-invoice-{nord.shipment_id}", Decimal("59.80"))
+    assert partial.total + final.total == view.totals.total == Decimal("293.70")
+    invoice_mails = [m for m in mails_for(mail_catcher, str(order.customer.email))
+                     if "Rechnung" in str(m["Subject"])]
+    assert sorted(str(m["Subject"]).split()[2] for m in invoice_mails) == sorted(
+        [partial.number, final.number])
 
 
 async def test_duplicate_submission_starts_one_workflow(stack: Stack, mail_catcher: Any) -> None:

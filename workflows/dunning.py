@@ -86,8 +86,8 @@ class Dunning(Fulfilment):
         await self.send_customer_mail(
             f"dunning-{level.name}", "dunning", attachments=attachments,
             extra={"level": level.model_dump(mode="json"), "invoice_number": number,
-                   "due_on": notice.due_on.isoformat(),
-                   "deadline_on": notice.deadline_on.isoformat(),
+                   "due_on": f"{notice.due_on:%d.%m.%Y}",
+                   "deadline_on": f"{notice.deadline_on:%d.%m.%Y}",
                    "open_amount": str(totals.open), "fee": str(level.fee)})
         self.event("dunning", f"{level.title} sent: {totals.open} {self.order.currency} open"
                               f"{f', fee {level.fee}' if level.fee else ''}")

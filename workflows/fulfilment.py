@@ -177,6 +177,9 @@ class Fulfilment(OrderSteps):
             if shipment.escalated:
                 await self.resolve_escalation(shipment, confirmation)
             self._update_shipping_status()
+            if self.policy.invoice_per_shipment and not self._all_shipped():
+                self._show_fulfilment()
+                await self.invoice_shipment(shipment)
         self._confirmations = waiting
 
     def _shipment_for(self, confirmation: ShipmentConfirmation) -> ShipmentView | None:
@@ -197,11 +200,15 @@ class Fulfilment(OrderSteps):
     def _handed_off_any(self) -> bool:
         return any(s.status in ("handed_off", "shipped") for s in self.view.shipments)
 
-    def _update_shipping_status(self) -> None:
+    def _all_shipped(self) -> bool:
+        """Every shipment confirmed and no line left to ship."""
         shipments = self.view.shipments
-        shipped = [s for s in shipments if s.status == "shipped"]
         complete = not self._reservation.backordered and not self._reservation.pending
-        if shipments and len(shipped) == len(shipments) and complete:
+        return bool(shipments) and all(s.status == "shipped" for s in shipments) and complete
+
+    def _update_shipping_status(self) -> None:
+        shipped = [s for s in self.view.shipments if s.status == "shipped"]
+        if self._all_shipped():
             self.set_status(OrderStatus.SHIPPED)
         elif shipped:
             self.set_status(OrderStatus.PARTIALLY_SHIPPED)

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         ReleaseInput,
         SearchAttr,
+        ShipmentView,
         TicketView,
         TimelineEvent,
         Totals,
@@ -205,14 +206,28 @@ class OrderSteps:
         self.set_status(resume)
 
     async def invoice(self) -> None:
+        """The order's (final) invoice: all of it, or what partial invoices left."""
         self.wait_for("issuing the invoice")
         doc = await self._activity(DocumentActivities.issue_invoice,
                                    DocumentInput(order=self.view), "issue the invoice (PDF)")
         self.view.documents.append(doc)
         self.set_status(OrderStatus.INVOICED)
-        self.event("invoiced", f"invoice {doc.number}")
-        await self.send_customer_mail("invoice", "invoice", extra={"invoice_number": doc.number},
-                                      attachments=[doc.document_id])
+        self.event("invoiced", f"invoice {doc.number} over {doc.total} {self.order.currency}")
+        await self.send_customer_mail("invoice", "invoice", attachments=[doc.document_id],
+                                      extra={"invoice_number": doc.number,
+                                             "invoice_total": str(doc.total)})
+
+    async def invoice_shipment(self, shipment: ShipmentView) -> None:
+        """A partial invoice of one shipment's lines, when it ships before the rest."""
+        doc = await self._activity(
+            DocumentActivities.issue_invoice, DocumentInput(order=self.view, shipment=shipment),
+            f"issue the partial invoice of {shipment.shipment_id} (PDF)")
+        self.view.documents.append(doc)
+        self.event("invoiced", f"partial invoice {doc.number} over {doc.total} "
+                               f"{self.order.currency} for {shipment.shipment_id}")
+        await self.send_customer_mail(
+            f"invoice-{shipment.shipment_id}", "invoice", attachments=[doc.document_id],
+            extra={"invoice_number": doc.number, "invoice_total": str(doc.total)})
 
     async def apply_payment(self, payment: PaymentIn, *, key: str) -> None:
         if payment.currency != self.order.currency:
