@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Engine, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -21,15 +21,13 @@ from temporalio.exceptions import ApplicationError
 from activities.docstore import (
     MAX_DOCUMENT_ID,
     MAX_KEY,
-    DocumentStore,
     Reserved,
     Target,
     bounded,
     document_view,
 )
-from activities.documents import PDF, shop_context, shop_date
-from activities.einvoice import CREDIT_NOTE, build_cii, embed, order_einvoice
-from activities.render import PdfRenderer
+from activities.documents import PDF, DocumentMaker, shop_context, shop_date
+from activities.einvoice import CREDIT_NOTE, order_einvoice
 from models.activities import CreditNoteInput, CreditNoteResult
 from models.credit import CreditNoteIn, CreditRejected, plan_credit
 from models.invoice import compute_invoice
@@ -83,12 +81,8 @@ def _key(request: CreditNoteIn) -> str:
     return bounded(f"credit_note:{request.request_id}", MAX_KEY)
 
 
-class CreditNoteActivities:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.renderer = PdfRenderer(settings.templates_dir / "documents")
-        self.store = DocumentStore(engine)
+class CreditNoteActivities(DocumentMaker):
+    """Issues credit notes (store, renderer and e-invoice output shared with invoices)."""
 
     @activity.defn
     def issue_credit_note(self, input: CreditNoteInput) -> CreditNoteResult:
@@ -123,17 +117,14 @@ class CreditNoteActivities:
                    "number": reserved.number, "date": reserved.issued_at,
                    "invoice_number": invoice.number, "invoice_date": invoice.issued_at,
                    "reason": reason, "invoice": amounts, "currency": credit.currency}
-        if not self.settings.einvoice:
-            return self.renderer.render_pdf("gutschrift.html", context)
-        pdf = self.renderer.render_pdf("gutschrift.html", context, pdf_variant="pdf/a-3b")
-        xml = build_cii(order_einvoice(
-            credit, amounts, number=reserved.number, type_code=CREDIT_NOTE,
-            issued_on=issued_on, delivered_on=issued_on, settings=self.settings,
-            preceding_invoice=invoice.number,
-            preceding_issued_on=shop_date(invoice.issued_at, self.settings)))
-        return embed(pdf, xml, title=f"Gutschrift {reserved.number}",
-                     author=self.settings.shop_name,
-                     subject=f"Gutschrift {reserved.number} zur Rechnung {invoice.number}")
+        invoiced_on = shop_date(invoice.issued_at, self.settings)
+        return self.render_einvoice(
+            "gutschrift.html", context, lambda: order_einvoice(
+                credit, amounts, number=reserved.number, type_code=CREDIT_NOTE,
+                issued_on=issued_on, delivered_on=issued_on, settings=self.settings,
+                preceding_invoice=invoice.number, preceding_issued_on=invoiced_on),
+            title=f"Gutschrift {reserved.number}",
+            subject=f"Gutschrift {reserved.number} zur Rechnung {invoice.number}")
 
     def _result(self, order_id: str, document_id: str) -> CreditNoteResult:
         with Session(self.engine) as session:

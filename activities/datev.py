@@ -11,8 +11,6 @@ renamed; running the export again for the same period replaces it with the same 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.documents import invoice_of
+from activities.export import write_atomically
 from models.activities import ExportDatevInput, ExportDatevResult
 from models.datev import Booking, DatevConfig, build_extf, revenue_key
 from models.invoice import compute_invoice
@@ -128,15 +127,9 @@ class DatevActivities:
                                  title=f"Auftragsmanager {start:%m/%Y}")
         except ValueError as exc:
             raise ApplicationError(str(exc), type="InvalidPeriod", non_retryable=True) from None
-        folder = Path(self.settings.datev_export_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"EXTF_Buchungsstapel_{start.isoformat()}_{end.isoformat()}.csv"
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.",
-                                         delete=False) as tmp:
-            tmp.write(content)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, target)
+        target = write_atomically(Path(self.settings.datev_export_dir),
+                                  f"EXTF_Buchungsstapel_{start.isoformat()}_{end.isoformat()}.csv",
+                                  content)
         activity.logger.info("DATEV export %s: %d bookings", target, len(bookings))
         return ExportDatevResult(period_from=start.isoformat(), period_to=end.isoformat(),
                                  path=str(target), bookings=len(bookings),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,7 +33,7 @@ from activities.docstore import (
     bounded,
     next_number,
 )
-from activities.einvoice import INVOICE, build_cii, embed, order_einvoice
+from activities.einvoice import INVOICE, EinvoiceDocument, build_cii, embed, order_einvoice
 from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput, DunningInput, DunningNotice
@@ -44,6 +45,7 @@ from settings import Settings
 
 __all__ = [
     "DocumentActivities",
+    "DocumentMaker",
     "Invoice",
     "InvoiceLine",
     "compute_invoice",
@@ -154,14 +156,29 @@ def shop_date(moment: datetime, settings: Settings) -> date:
 # --- activities ----------------------------------------------------------------------
 
 
-class DocumentActivities:
-    """Renders and stores the documents of an order (PDF and openTRANS XML)."""
+class DocumentMaker:
+    """What the document activities share: the store, the PDF renderer, e-invoice output."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
         self.renderer = PdfRenderer(settings.templates_dir / "documents")
         self.store = DocumentStore(engine)
+
+    def render_einvoice(self, template: str, context: dict[str, Any],
+                        einvoice: Callable[[], EinvoiceDocument], *, title: str,
+                        subject: str) -> bytes:
+        """The PDF of ``template``; with ``ORDERS_EINVOICE`` a PDF/A-3b carrying the CII XML
+        of ``einvoice()`` (Factur-X)."""
+        if not self.settings.einvoice:
+            return self.renderer.render_pdf(template, context)
+        pdf = self.renderer.render_pdf(template, context, pdf_variant="pdf/a-3b")
+        return embed(pdf, build_cii(einvoice()), title=title, author=self.settings.shop_name,
+                     subject=subject)
+
+
+class DocumentActivities(DocumentMaker):
+    """Renders and stores the documents of an order (PDF and openTRANS XML)."""
 
     @activity.defn
     def create_delivery_note(self, input: DocumentInput) -> DocumentView:
@@ -228,15 +245,14 @@ class DocumentActivities:
             with Session(self.engine) as session:
                 earlier = partial_invoices(session, order.order_id) if shipment is None else []
             context = self._invoice_context(basis, number, reserved.issued_at, earlier)
-            if not self.settings.einvoice:
-                return self.renderer.render_pdf("rechnung.html", context)
-            pdf = self.renderer.render_pdf("rechnung.html", context, pdf_variant="pdf/a-3b")
-            xml = build_cii(order_einvoice(
-                basis, context["invoice"], number=number, type_code=INVOICE,
-                issued_on=context["issued_on"], delivered_on=context["delivery_date"].date(),
-                due_on=context["due_date"], settings=self.settings))
-            return embed(pdf, xml, title=f"Rechnung {number}", author=self.settings.shop_name,
-                         subject=f"Rechnung {number} zur Bestellung {order.order_id}")
+            return self.render_einvoice(
+                "rechnung.html", context, lambda: order_einvoice(
+                    basis, context["invoice"], number=number, type_code=INVOICE,
+                    issued_on=context["issued_on"],
+                    delivered_on=context["delivery_date"].date(), due_on=context["due_date"],
+                    settings=self.settings),
+                title=f"Rechnung {number}",
+                subject=f"Rechnung {number} zur Bestellung {order.order_id}")
 
         view = self.store.issue_numbered(target, self.settings.invoice_number_format,
                                          lambda number: f"{number}.pdf", render,

@@ -39,7 +39,7 @@ from models.tax import TaxConfig
 from settings import PROJECT_DIR, Settings
 
 __all__ = ["EXPORT_NS", "ExportActivities", "build_order_export", "export_day",
-           "orders_of_day"]
+           "orders_of_day", "write_atomically"]
 
 EXPORT_NS = "urn:auftragsmanager:orderexport:1"
 SCHEMA = PROJECT_DIR / "schemas" / "orderexport" / "orderexport-1.0.xsd"
@@ -48,6 +48,19 @@ SCHEMA = PROJECT_DIR / "schemas" / "orderexport" / "orderexport-1.0.xsd"
 @cache
 def _schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(SCHEMA)))
+
+
+def write_atomically(folder: Path, name: str, content: bytes) -> Path:
+    """Write ``folder/name`` under a temporary name, then rename it: a reader never sees a
+    half file, and writing it again replaces it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as tmp:
+        tmp.write(content)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, target)
+    return target
 
 
 def export_day(reference: datetime, zone: str) -> date:
@@ -99,15 +112,8 @@ class ExportActivities:
         orders = orders_of_day(self.engine, day, zone)
         content = build_order_export(orders, day, zone, supplier_name=self.settings.shop_name,
                                      tax=self.settings.tax)
-        folder = Path(self.settings.order_export_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"orders-{day.isoformat()}.xml"
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.",
-                                         delete=False) as tmp:
-            tmp.write(content)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, target)
+        target = write_atomically(Path(self.settings.order_export_dir),
+                                  f"orders-{day.isoformat()}.xml", content)
         activity.logger.info("order export %s: %d orders, %d bytes", target, len(orders),
                              len(content))
         return ExportOrdersResult(day=day.isoformat(), path=str(target), count=len(orders),

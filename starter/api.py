@@ -229,42 +229,35 @@ def create_app(settings: Settings, *, client: Client | None = None,
                 temporal(), settings, result["sha256"])
         return result
 
-    @app.post("/payments/statements")
-    async def bank_statement(request: Request, response: Response, _: StaffRole,
-                             wait: bool = False) -> dict[str, Any]:
-        """A bank statement (camt.053.001.02 or .08): matched to open orders and invoices.
-        202 while it is imported; 200 with the summary (``wait=true``) or when the same
-        content was imported before."""
+    async def payment_file(request: Request, response: Response, upload: Any,
+                           wait: bool) -> dict[str, Any]:
+        """Read the body (413 over the limit), hand it to ``upload`` (422 when it cannot be
+        read); 202 while it is imported, 200 with the summary or when seen before."""
         data = await _read_limited(request, settings.bank_file_max_bytes)
         if data is None:
             raise HTTPException(413, {"field": "body", "reason": "body over the limit of "
                                       f"{settings.bank_file_max_bytes} bytes"})
         try:
-            result = await payments.upload_statement(temporal(), state["engine"], settings,
-                                                     data, wait=wait)
+            result: dict[str, Any] = await upload(temporal(), state["engine"], settings,
+                                                  data, wait=wait)
         except payments.StatementRejected as exc:
             raise HTTPException(422, {"field": "body", "reason": exc.reason}) from None
         done = result["already_imported"] or result.get("summary") is not None
         response.status_code = 200 if done else 202
         return result
 
+    @app.post("/payments/statements")
+    async def bank_statement(request: Request, response: Response, _: StaffRole,
+                             wait: bool = False) -> dict[str, Any]:
+        """A bank statement (camt.053.001.02 or .08): matched to open orders and invoices."""
+        return await payment_file(request, response, payments.upload_statement, wait)
+
     @app.post("/payments/settlements")
     async def settlement(request: Request, response: Response, _: StaffRole,
                          wait: bool = False) -> dict[str, Any]:
         """A marketplace settlement report (Amazon flat file V2, tab-separated), matched to
-        the orders by the marketplace's order id. 202 / 200 as for bank statements."""
-        data = await _read_limited(request, settings.bank_file_max_bytes)
-        if data is None:
-            raise HTTPException(413, {"field": "body", "reason": "body over the limit of "
-                                      f"{settings.bank_file_max_bytes} bytes"})
-        try:
-            result = await payments.upload_settlement(temporal(), state["engine"], settings,
-                                                      data, wait=wait)
-        except payments.StatementRejected as exc:
-            raise HTTPException(422, {"field": "body", "reason": exc.reason}) from None
-        done = result["already_imported"] or result.get("summary") is not None
-        response.status_code = 200 if done else 202
-        return result
+        the orders by the marketplace's order id."""
+        return await payment_file(request, response, payments.upload_settlement, wait)
 
     @app.get("/exports/orders/{day}")
     async def order_export(day: str, _: StaffRole) -> Response:

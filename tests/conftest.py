@@ -14,7 +14,9 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine
@@ -126,3 +128,14 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"orders-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def api(stack: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API (ASGI, in process) on the test module's ``stack`` fixture."""
+    from starter.api import create_app
+
+    app = create_app(stack.settings, client=stack.client, engine=stack.engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://api") as http:
+        yield http

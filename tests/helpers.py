@@ -184,3 +184,15 @@ async def running_stack(client: Client, settings: Settings, task_queue: str,
 
 def money(value: str) -> Decimal:
     return Decimal(value)
+
+
+async def ship_and_invoice(stack: Stack, order: OrderIn) -> OrderView:
+    """Submit an order, confirm its (one) shipment as the partner would, and return it once
+    it is invoiced."""
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
+    view = await stack.wait_status(order.order_id, OrderStatus.INVOICED)
+    assert view is not None
+    return view

@@ -14,7 +14,6 @@ from temporalio.client import Client
 
 from models.orders import OrderStatus
 from settings import Settings
-from starter.api import create_app
 from tests.helpers import FAST, Stack, order_payload, running_stack, seed
 
 CLIENT = {"Authorization": "Bearer test-client"}
@@ -32,13 +31,6 @@ async def stack(client: Client, task_queue: str, partner_settings: Settings,
         seed(s.engine, tmp_path)
         yield s
 
-
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings, client=stack.client, engine=stack.engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-        yield http
 
 
 async def test_auth_roles(api: httpx.AsyncClient) -> None:

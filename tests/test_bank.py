@@ -18,13 +18,12 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from activities.camt import StatementError, parse_statement
-from models.orders import OrderStatus, OrderView, PaymentStatus
+from models.orders import OrderView, PaymentStatus
 from models.payments import StatementSummary
 from models.tables import Payment, Ticket
 from settings import Settings
-from starter.api import create_app
 from tests.camt_samples import Entry, Tx, statement
-from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from tests.helpers import FAST, Stack, make_order, running_stack, seed, ship_and_invoice
 from workflows.bank import BankInboxWorkflow
 
 STAFF = {"Authorization": "Bearer test-staff"}
@@ -87,23 +86,10 @@ async def stack(client: Client, task_queue: str, partner_settings: Settings,
         yield s
 
 
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings, client=stack.client, engine=stack.engine)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://api") as http:
-        yield http
-
 
 async def invoiced_order(stack: Stack, price: str) -> OrderView:
-    order = make_order(method="invoice", lines=[("TENT-2P", 1, price)], total=None)
-    await stack.submit(order)
-    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
-    await stack.client.get_workflow_handle(order.order_id).signal(
-        "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
-    view = await stack.wait_status(order.order_id, OrderStatus.INVOICED)
-    assert view is not None
-    return view
+    return await ship_and_invoice(stack, make_order(method="invoice", total=None,
+                                                    lines=[("TENT-2P", 1, price)]))
 
 
 def invoice_number(view: OrderView) -> str:

@@ -32,8 +32,7 @@ from models.credit import CreditLineIn, CreditNoteIn, CreditRejected, plan_credi
 from models.orders import OrderStatus, OrderView
 from models.tables import Document, NumberRange, Ticket
 from settings import Settings
-from starter.api import create_app
-from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from tests.helpers import FAST, Stack, make_order, running_stack, seed, ship_and_invoice
 from tests.test_documents import make_order as make_view
 from tests.test_documents import pdf_text
 from tests.test_einvoice import broken_rules, schematron  # noqa: F401 (fixture)
@@ -215,13 +214,6 @@ async def stack(client: Client, task_queue: str, partner_settings: Settings,
         yield s
 
 
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings, client=stack.client, engine=stack.engine)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://api") as http:
-        yield http
-
 
 async def wait_for_mail(mail_catcher: Any, to: str, subject: str) -> EmailMessage:
     for _ in range(150):
@@ -296,12 +288,7 @@ async def test_return_through_the_api_credits_mails_and_lowers_the_open_amount(
 async def test_credit_after_payment_opens_a_refund_ticket(api: httpx.AsyncClient,
                                                           stack: Stack) -> None:
     order = make_order(method="paid")
-    await stack.submit(order)
-    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
-    await stack.client.get_workflow_handle(order.order_id).signal(
-        "shipment_confirmed", {"carrier": "DHL", "tracking_number": "JJD-CN-2"})
-    await stack.wait_status(order.order_id, OrderStatus.INVOICED, OrderStatus.COMPLETED,
-                            query=False)
+    await ship_and_invoice(stack, order)
 
     accepted = await api.post(f"/orders/{order.order_id}/credit-notes", headers=STAFF,
                               json={"request_id": "STORNO", "reason": "Widerruf"})

@@ -18,11 +18,11 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from models.orders import OrderStatus, PaymentStatus
+from models.orders import PaymentStatus
 from models.tables import Document, Ticket
 from models.workflow_io import DunningConfig, DunningLevel
 from settings import Settings
-from tests.helpers import FAST, Stack, make_order, running_stack, seed
+from tests.helpers import FAST, Stack, make_order, running_stack, seed, ship_and_invoice
 
 
 def levels(*afters: int) -> list[DunningLevel]:
@@ -37,9 +37,11 @@ def levels(*afters: int) -> list[DunningLevel]:
 async def stack(client: Client, task_queue: str, partner_settings: Settings,
                 tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     dunning: DunningConfig = request.param
+    # Activities get a minute (as by default): on a loaded machine a PDF letter may wait for
+    # the renderer longer than FAST's 10 s, and a retried step must not blur the sequence.
     settings = partner_settings.model_copy(update={
         **FAST, "task_queue": task_queue, "invoice_payment_term": timedelta(seconds=1),
-        "dunning": dunning})
+        "dunning": dunning, "activity_timeout": timedelta(seconds=60)})
     async with running_stack(client, settings, task_queue) as s:
         seed(s.engine, tmp_path)
         yield s
@@ -51,12 +53,7 @@ def mails(mail_catcher: Any, to: str) -> list[EmailMessage]:
 
 async def invoiced(stack: Stack) -> tuple[str, str, Decimal]:
     order = make_order(method="invoice", email=f"kunde-{uuid.uuid4().hex[:6]}@example.de")
-    await stack.submit(order)
-    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
-    await stack.client.get_workflow_handle(order.order_id).signal(
-        "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
-    view = await stack.wait_status(order.order_id, OrderStatus.INVOICED)
-    assert view is not None
+    view = await ship_and_invoice(stack, order)
     return order.order_id, str(order.customer.email), view.totals.total
 
 

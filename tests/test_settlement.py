@@ -20,8 +20,7 @@ from activities.settlement import SettlementError, parse_settlement
 from models.orders import OrderIn, OrderStatus, PaymentStatus
 from models.tables import Payment, Ticket
 from settings import Settings
-from starter.api import create_app
-from tests.helpers import FAST, Stack, order_payload, running_stack, seed
+from tests.helpers import FAST, Stack, order_payload, running_stack, seed, ship_and_invoice
 
 STAFF = {"Authorization": "Bearer test-staff"}
 HEADER = ("settlement-id\tsettlement-start-date\tsettlement-end-date\tdeposit-date\t"
@@ -89,13 +88,6 @@ async def stack(client: Client, task_queue: str, partner_settings: Settings,
         yield s
 
 
-@pytest.fixture
-async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(stack.settings, client=stack.client, engine=stack.engine)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://api") as http:
-        yield http
-
 
 def amazon_order(method: str) -> OrderIn:
     external = f"302-{uuid.uuid4().int % 10**7:07d}-{uuid.uuid4().int % 10**7:07d}"
@@ -106,12 +98,8 @@ def amazon_order(method: str) -> OrderIn:
 async def test_settlement_is_matched_by_the_marketplace_order_id(
         api: httpx.AsyncClient, stack: Stack) -> None:
     collected, waiting = amazon_order("paid"), amazon_order("invoice")
-    for order in (collected, waiting):
-        await stack.submit(order)
-    await stack.wait_status(waiting.order_id, OrderStatus.HANDED_OFF, query=False)
-    await stack.client.get_workflow_handle(waiting.order_id).signal(
-        "shipment_confirmed", {"carrier": "DHL", "tracking_number": "JJD-AMZ-1"})
-    await stack.wait_status(waiting.order_id, OrderStatus.INVOICED)
+    await stack.submit(collected)
+    await ship_and_invoice(stack, waiting)
     await stack.wait_status(collected.order_id, OrderStatus.HANDED_OFF, OrderStatus.SHIPPED,
                             OrderStatus.INVOICED, query=False)
     data = report(f"S{uuid.uuid4().hex[:8]}", "400.00", [

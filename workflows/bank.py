@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
@@ -71,8 +72,37 @@ def settlement_workflow_id(sha256: str) -> str:
     return f"settlement-{sha256[:32]}"
 
 
+class _FileImport:
+    """What the two imports share: tickets keyed by the file's hash, the final move."""
+
+    prefix: str  # of ticket keys
+    finish_method: Any  # the activity that records and moves the file
+    summary: StatementSummary | SettlementSummary | None
+
+    async def _ticket(self, read: ReadStatementResult | ReadSettlementResult, key: str,
+                      kind: str, text: str) -> None:
+        assert self.summary is not None
+        self.summary.tickets += 1
+        await workflow.execute_activity_method(
+            TicketActivities.open_ticket,
+            OpenTicketInput(order_id=None, key=f"{self.prefix}-{read.sha256[:16]}-{key}",
+                            kind=kind, title=text[:200], body=text),
+            summary="open a ticket", **_OPTIONS)
+
+    async def _finish(self, read: ReadStatementResult | ReadSettlementResult, outcome: str,
+                      detail: str) -> None:
+        await workflow.execute_activity_method(
+            self.finish_method,
+            FinishStatementInput(name=read.name, sha256=read.sha256, outcome=outcome,
+                                 detail=detail),
+            summary=f"record and move {read.name}", **_OPTIONS)
+
+
 @workflow.defn
-class BankStatementWorkflow:
+class BankStatementWorkflow(_FileImport):
+    prefix = "bank"
+    finish_method = PaymentActivities.finish_statement
+
     def __init__(self) -> None:
         self.items: list[OpenItemView] = []
         self.summary: StatementSummary | None = None
@@ -147,23 +177,6 @@ class BankStatementWorkflow:
                                f"open on {', '.join(m.order_id for m in result.matches)}: "
                                "refund or credit needed")
 
-    async def _ticket(self, read: ReadStatementResult, key: str, kind: str, text: str) -> None:
-        assert self.summary is not None
-        self.summary.tickets += 1
-        await workflow.execute_activity_method(
-            TicketActivities.open_ticket,
-            OpenTicketInput(order_id=None, key=f"bank-{read.sha256[:16]}-{key}", kind=kind,
-                            title=text[:200], body=text),
-            summary="open a ticket", **_OPTIONS)
-
-    async def _finish(self, read: ReadStatementResult, outcome: str, detail: str) -> None:
-        await workflow.execute_activity_method(
-            PaymentActivities.finish_statement,
-            FinishStatementInput(name=read.name, sha256=read.sha256, outcome=outcome,
-                                 detail=detail),
-            summary=f"record and move {read.name}", **_OPTIONS)
-
-
 def replace_open(item: OpenItemView, paid: Decimal) -> OpenItemView:
     """``item`` with ``paid`` taken off what is open (so later credits see the rest)."""
     return item.model_copy(update={"open_amount": max(item.open_amount - paid, Decimal(0))})
@@ -196,7 +209,10 @@ class BankInboxWorkflow:
 
 
 @workflow.defn
-class SettlementWorkflow:
+class SettlementWorkflow(_FileImport):
+    prefix = "settlement"
+    finish_method = PaymentActivities.finish_settlement
+
     def __init__(self) -> None:
         self.summary: SettlementSummary | None = None
 
@@ -262,20 +278,3 @@ class SettlementWorkflow:
         except FailureError:
             await self._ticket(read, f"{index}-closed", "payment",
                                f"{what} for order {item.order_id}, which is closed")
-
-    async def _ticket(self, read: ReadSettlementResult, key: str, kind: str,
-                      text: str) -> None:
-        assert self.summary is not None
-        self.summary.tickets += 1
-        await workflow.execute_activity_method(
-            TicketActivities.open_ticket,
-            OpenTicketInput(order_id=None, key=f"settlement-{read.sha256[:16]}-{key}",
-                            kind=kind, title=text[:200], body=text),
-            summary="open a ticket", **_OPTIONS)
-
-    async def _finish(self, read: ReadSettlementResult, outcome: str, detail: str) -> None:
-        await workflow.execute_activity_method(
-            PaymentActivities.finish_settlement,
-            FinishStatementInput(name=read.name, sha256=read.sha256, outcome=outcome,
-                                 detail=detail),
-            summary=f"record and move {read.name}", **_OPTIONS)
