@@ -99,10 +99,13 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
                                                                 "dunning"]),
                                         col(Document.content).is_not(None))).all()
     invoices: dict[str, str] = {}
+    all_numbers: dict[str, list[str]] = defaultdict(list)
     credited: dict[str, Decimal] = defaultdict(Decimal)
     for order_id, kind, number, basis, key in documents:
-        if kind == "invoice" and number and (key == "invoice" or order_id not in invoices):
-            invoices[order_id] = number  # the final invoice, else a partial one
+        if kind == "invoice" and number:
+            all_numbers[order_id].append(number)
+            if key == "invoice" or order_id not in invoices:
+                invoices[order_id] = number  # the final invoice, else a partial one
         elif kind == "credit_note" and basis:
             credited[order_id] += OrderView.model_validate_json(basis).totals.total
         elif kind == "dunning" and basis:  # dunning fees are owed too
@@ -118,6 +121,8 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
                  billing.company]
         items.append(OpenItemView(order_id=record.order_id,
                                   invoice_number=invoices.get(record.order_id),
+                                  other_numbers=[n for n in all_numbers[record.order_id]
+                                                 if n != invoices.get(record.order_id)],
                                   open_amount=owed, currency=record.currency,
                                   customer_name=" ".join(n for n in names if n)))
     return items

@@ -35,6 +35,7 @@ class OpenItem:
     invoice_number: str | None
     open_amount: Decimal
     customer_name: str
+    other_numbers: tuple[str, ...] = ()  # the order's partial invoices (split shipments)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ def references_in(remittance: Sequence[str], items: Sequence[OpenItem]) -> list[
     squashed = _squash(text)
     found = []
     for item in items:
-        pattern = _number_pattern(item.invoice_number) if item.invoice_number else None
-        if (pattern is not None and pattern.search(text)) or _squash(item.order_id) in squashed:
+        numbers = [n for n in (item.invoice_number, *item.other_numbers) if n]
+        patterns = [p for p in map(_number_pattern, numbers) if p is not None]
+        if any(p.search(text) for p in patterns) or _squash(item.order_id) in squashed:
             found.append(item)
     return found
 

@@ -40,7 +40,8 @@ class ReadStatementResult(BaseModel):
 
 class OpenItemView(BaseModel):
     order_id: str
-    invoice_number: str | None = None
+    invoice_number: str | None = None  # the final invoice (else the latest partial one)
+    other_numbers: list[str] = []  # the order's other (partial) invoices
     open_amount: Decimal
     currency: str
     customer_name: str

@@ -60,3 +60,14 @@ def test_references_are_found_whatever_the_separators() -> None:
     for text in ("RE-2026-000002", "re2026000002", "RE 2026 2", "Re.2026/02", "RE_2026_0002"):
         assert [i.order_id for i in references_in([text], ITEMS)] == ["webshop-100234"], text
     assert references_in(["RE-2025-000002", "RE-2026-0000201", "XRE-2026-000002"], ITEMS) == []
+
+
+def test_a_partial_invoice_number_finds_its_order() -> None:
+    """A split order has a final invoice and partial ones; a transfer may name any."""
+    split = OpenItem("webshop-100300", "RE-2026-000031", D("120.00"), "Eva Kern",
+                     other_numbers=("RE-2026-000027",))
+    result = match_credit(Credit(amount=D("59.80"), payer="E. Kern",
+                                 remittance=["Teilrechnung re2026/27"]), [*ITEMS, split])
+    assert (result.outcome, [m.order_id for m in result.matches]) == ("partial",
+                                                                      ["webshop-100300"])
+    assert references_in(["RE-2026-000027"], ITEMS) == []

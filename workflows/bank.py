@@ -142,6 +142,7 @@ class BankStatementWorkflow(_FileImport):
         result = match_credit(
             Credit(amount=credit.amount, payer=credit.payer, remittance=credit.remittance),
             [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
+                      other_numbers=tuple(i.other_numbers),
                       open_amount=i.open_amount, customer_name=i.customer_name)
              for i in candidates])
         what = (f"credit {credit.amount} {credit.currency} from {credit.payer or 'unknown'} "
