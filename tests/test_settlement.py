@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlmodel import Session, col, select
-from temporalio.client import Client
 
 from activities.settlement import SettlementError, parse_settlement
 from models.orders import OrderIn, OrderStatus, PaymentStatus
 from models.tables import Payment, Ticket
-from settings import Settings
-from tests.helpers import FAST, Stack, order_payload, running_stack, seed, ship_and_invoice
+from tests.helpers import Stack, order_payload, ship_and_invoice
+from tests.test_bank import stack  # noqa: F401 (the same stack fixture)
 
 STAFF = {"Authorization": "Bearer test-staff"}
 HEADER = ("settlement-id\tsettlement-start-date\tsettlement-end-date\tdeposit-date\t"
@@ -76,18 +72,6 @@ def test_bad_reports_are_rejected_naming_the_line(data: bytes, reason: str) -> N
         parse_settlement(data, max_bytes=100_000)
 
 
-@pytest.fixture
-async def stack(client: Client, task_queue: str, partner_settings: Settings,
-                tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = partner_settings.model_copy(update={
-        **FAST, "review_request_after": timedelta(seconds=60), "task_queue": task_queue,
-        "api_keys": "test-client:client,test-staff:staff",
-        "bank_inbox_dir": tmp_path / "bank" / "inbox"})
-    async with running_stack(client, settings, task_queue) as s:
-        seed(s.engine, tmp_path)
-        yield s
-
-
 
 def amazon_order(method: str) -> OrderIn:
     external = f"302-{uuid.uuid4().int % 10**7:07d}-{uuid.uuid4().int % 10**7:07d}"
@@ -96,7 +80,7 @@ def amazon_order(method: str) -> OrderIn:
 
 
 async def test_settlement_is_matched_by_the_marketplace_order_id(
-        api: httpx.AsyncClient, stack: Stack) -> None:
+        api: httpx.AsyncClient, stack: Stack) -> None:  # noqa: F811
     collected, waiting = amazon_order("paid"), amazon_order("invoice")
     await stack.submit(collected)
     await ship_and_invoice(stack, waiting)
