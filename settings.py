@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     shop_country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
     shop_vat_id: str = Field(default="DE136695976", pattern=r"^[A-Z]{2}[0-9A-Za-z+*.]{2,13}$")
     shop_email: str = "buchhaltung@demo-shop.example"
+    shop_contact_name: str = "Buchhaltung"  # XRechnung seller contact (BT-41)
+    shop_phone: str = Field(default="+49 851 123456", pattern=r"^\+?[0-9 ()/.-]{3,32}$")
     review_url: str = "https://shop.example.com/bewertung/{order_id}"
     tracking_url: str = "https://tracking.example.com/{carrier}/{tracking_number}"
     templates_dir: Path = PROJECT_DIR / "templates"
@@ -149,6 +151,13 @@ class Settings(BaseSettings):
     dunning: DunningConfig = Field(default_factory=DunningConfig)
     # Invoices and credit notes as Factur-X (EN 16931): the CII XML embedded in a PDF/A-3b
     einvoice: bool = True
+    # What B2B customers receive without their own choice in master data: factur-x (the
+    # PDF above) or xrechnung (XRechnung 3.0 CII as XML attachment instead of the PDF)
+    b2b_einvoice: Literal["factur-x", "xrechnung"] = "factur-x"
+    # Collective invoices of customers flagged collective_invoice: the day of the month
+    # and the time (shop time zone) the previous month's invoices are issued
+    collective_invoice_day: int = Field(default=1, ge=1, le=28)
+    collective_invoice_at: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     # DATEV export (EXTF Buchungsstapel): consultant/client numbers, chart, accounts
     datev: DatevConfig = Field(default_factory=DatevConfig)
     datev_export_dir: Path = PROJECT_DIR / "var" / "exports" / "datev"

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.advice import AdviceActivities
+from activities.collective import CollectiveActivities
 from activities.credit_notes import CreditNoteActivities
 from activities.datev import DatevActivities
 from activities.db import make_engine
@@ -33,6 +34,7 @@ from activities.store import StoreActivities
 from activities.tickets import TicketActivities
 from settings import Settings
 from workflows.bank import BankInboxWorkflow, BankStatementWorkflow, SettlementWorkflow
+from workflows.collective import CollectiveInvoiceWorkflow
 from workflows.credit import CreditNoteWorkflow
 from workflows.jobs import (
     DatevExportWorkflow,
@@ -70,13 +72,14 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     credit_notes = CreditNoteActivities(engine, settings)
     payments = PaymentActivities(engine, settings)
     datev = DatevActivities(engine, settings)
+    collective = CollectiveActivities(engine, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[OrderWorkflow, ShippingAdviceImportWorkflow, StockSyncWorkflow,
                    WakeBackordersWorkflow, OrderExportWorkflow, CreditNoteWorkflow,
                    BankStatementWorkflow, BankInboxWorkflow, DatevExportWorkflow,
-                   SettlementWorkflow],
+                   SettlementWorkflow, CollectiveInvoiceWorkflow],
         activities=[
             store.record_order, store.check_order, store.reserve_stock, store.release_stock,
             store.allocate_shipments, store.reservation_state, store.fill_backorders,
@@ -92,7 +95,8 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             payments.list_statement_files, payments.read_statement, payments.open_items,
             payments.finish_statement, payments.read_settlement,
             payments.record_marketplace_payment, payments.finish_settlement,
-            datev.export_datev,
+            datev.export_datev, collective.enlist_collective,
+            collective.collective_customers, collective.issue_collective_invoice,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=max_threads),
         max_concurrent_activities=max_threads,

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.collective import collective_invoice_of
 from activities.docstore import (
     MAX_DOCUMENT_ID,
     MAX_KEY,
@@ -26,9 +27,11 @@ from activities.docstore import (
     bounded,
     document_view,
 )
-from activities.documents import PDF, DocumentMaker, shop_context, shop_date
-from activities.einvoice import CREDIT_NOTE, order_einvoice
+from activities.documents import PDF, DocumentMaker, shop_context, shop_date, xrechnung_target
+from activities.einvoice import CREDIT_NOTE, einvoice_format, order_einvoice
+from activities.store import customer_billing
 from models.activities import CreditNoteInput, CreditNoteResult
+from models.billing import BillingProfile
 from models.credit import CreditNoteIn, CreditRejected, plan_credit
 from models.invoice import compute_invoice
 from models.orders import OrderView
@@ -44,10 +47,11 @@ NOT_INVOICED = "NotInvoiced"
 
 def _invoice_row(session: Session, order_id: str) -> Document | None:
     """The order's (final) invoice: its basis is the whole order, whatever partial
-    invoices came before it."""
+    invoices came before it; or its share of a collective invoice."""
     return session.exec(select(Document).where(
         Document.order_id == order_id, Document.kind == "invoice", Document.key == "invoice",
-        col(Document.content).is_not(None))).first()
+        col(Document.content).is_not(None))).first() or collective_invoice_of(session,
+                                                                           order_id)
 
 
 def credit_notes_of(session: Session, order_id: str) -> list[Document]:
@@ -98,18 +102,25 @@ class CreditNoteActivities(DocumentMaker):
 
         def render(reserved: Reserved) -> bytes:
             assert reserved.basis is not None
+            credit = OrderView.model_validate_json(reserved.basis)
             with Session(self.engine) as session:
                 invoice = _invoice_row(session, order_id)
+                billing = customer_billing(session, str(credit.customer.email))
             assert invoice is not None and invoice.number and invoice.issued_at
-            credit = OrderView.model_validate_json(reserved.basis)
-            return self._render(credit, reserved, invoice, request.reason)
+            xrechnung = einvoice_format(billing, credit, self.settings) == "xrechnung"
+            return self._render(credit, reserved, invoice, request.reason,
+                                xrechnung_target(target) if xrechnung else None, billing)
 
         document = self.store.issue_numbered(target, self.settings.credit_note_number_format,
                                              lambda number: f"{number}.pdf", render, plan)
-        return self._result(order_id, document.document_id)
+        result = self._result(order_id, document.document_id)
+        xml = self.store.existing(xrechnung_target(target))
+        if xml is not None:
+            result.document.einvoice_id = xml.document_id
+        return result
 
     def _render(self, credit: OrderView, reserved: Reserved, invoice: Document,
-                reason: str) -> bytes:
+                reason: str, xrechnung: Target | None, billing: BillingProfile) -> bytes:
         assert invoice.number is not None and invoice.issued_at is not None
         amounts = compute_invoice(credit, self.settings.tax)
         issued_on = shop_date(reserved.issued_at, self.settings)
@@ -119,12 +130,14 @@ class CreditNoteActivities(DocumentMaker):
                    "reason": reason, "invoice": amounts, "currency": credit.currency}
         invoiced_on = shop_date(invoice.issued_at, self.settings)
         return self.render_einvoice(
-            "gutschrift.html", context, lambda: order_einvoice(
+            "gutschrift.html", context, lambda xr: order_einvoice(
                 credit, amounts, number=reserved.number, type_code=CREDIT_NOTE,
                 issued_on=issued_on, delivered_on=issued_on, settings=self.settings,
-                preceding_invoice=invoice.number, preceding_issued_on=invoiced_on),
+                preceding_invoice=invoice.number, preceding_issued_on=invoiced_on,
+                xrechnung=xr, buyer_reference=billing.buyer_reference),
             title=f"Gutschrift {reserved.number}",
-            subject=f"Gutschrift {reserved.number} zur Rechnung {invoice.number}")
+            subject=f"Gutschrift {reserved.number} zur Rechnung {invoice.number}",
+            xrechnung=xrechnung)
 
     def _result(self, order_id: str, document_id: str) -> CreditNoteResult:
         with Session(self.engine) as session:

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.collective import collective_numbers, shares_of
 from activities.documents import invoice_of
 from activities.export import write_atomically
 from models.activities import ExportDatevInput, ExportDatevResult
@@ -79,17 +80,19 @@ def datev_bookings(engine: Engine, settings: Settings, start: date,
     since, until = _utc_bounds(start, end, zone)
     with Session(engine) as session:
         documents = session.exec(select(Document).where(
-            col(Document.kind).in_(["invoice", "credit_note"]),
+            col(Document.kind).in_(["invoice", "credit_note", "collective_invoice"]),
             col(Document.content).is_not(None), col(Document.issued_at) >= since,
             col(Document.issued_at) < until).order_by(col(Document.issued_at))).all()
         payments = session.exec(select(Payment).order_by(col(Payment.created_at))).all()
         numbers = dict(session.exec(select(Document.order_id, Document.number).where(
             Document.kind == "invoice", Document.key == "invoice",
             col(Document.number).is_not(None))).all())
+        numbers.update(collective_numbers(session))
         bookings: list[Booking] = []
-        for row in documents:
-            if row.basis is not None:
-                bookings += _document_bookings(session, row, config, settings.tax, zone)
+        for row in documents:  # a collective invoice is booked per order, under its number
+            for part in shares_of(session, row) if row.kind == "collective_invoice" else [row]:
+                if part.basis is not None:
+                    bookings += _document_bookings(session, part, config, settings.tax, zone)
     for payment in payments:
         moment = payment.paid_at or payment.created_at
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -52,6 +52,7 @@ class Target:
     kind: str
     document_id: str
     media_type: str
+    series: str = ""  # the number range, if not ``kind``'s (a collective invoice: invoice)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class DocumentStore:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 issued_at = datetime.now(UTC)
-                sequence = next_number(session, kind=target.kind, year=issued_at.year)
+                sequence = next_number(session, kind=target.series or target.kind,
+                                       year=issued_at.year)
                 basis = plan(session) if plan is not None else None
                 number = number_format.format(year=issued_at.year, number=sequence)
                 row = Document(

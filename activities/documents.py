@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +33,15 @@ from activities.docstore import (
     bounded,
     next_number,
 )
-from activities.einvoice import INVOICE, EinvoiceDocument, build_cii, embed, order_einvoice
+from activities.einvoice import (
+    INVOICE,
+    EinvoiceDocument,
+    build_cii,
+    check_xsd,
+    einvoice_format,
+    embed,
+    order_einvoice,
+)
 from activities.opentrans import build_order_xml
 from activities.render import PdfRenderer
 from models.activities import DocumentInput, DunningInput, DunningNotice
@@ -56,6 +64,7 @@ __all__ = [
     "partial_invoices",
     "shop_context",
     "shop_date",
+    "xrechnung_target",
 ]
 
 PDF = "application/pdf"
@@ -166,15 +175,34 @@ class DocumentMaker:
         self.store = DocumentStore(engine)
 
     def render_einvoice(self, template: str, context: dict[str, Any],
-                        einvoice: Callable[[], EinvoiceDocument], *, title: str,
-                        subject: str) -> bytes:
+                        einvoice: Callable[[bool], EinvoiceDocument], *, title: str,
+                        subject: str, xrechnung: Target | None = None) -> bytes:
         """The PDF of ``template``; with ``ORDERS_EINVOICE`` a PDF/A-3b carrying the CII XML
-        of ``einvoice()`` (Factur-X)."""
+        of ``einvoice(False)`` (Factur-X). With ``xrechnung`` the XRechnung XML of
+        ``einvoice(True)`` is stored first as that document (once)."""
+        if xrechnung is not None:
+            self.store_xrechnung(xrechnung, lambda: einvoice(True))
         if not self.settings.einvoice:
             return self.renderer.render_pdf(template, context)
         pdf = self.renderer.render_pdf(template, context, pdf_variant="pdf/a-3b")
-        return embed(pdf, build_cii(einvoice()), title=title, author=self.settings.shop_name,
-                     subject=subject)
+        return embed(pdf, build_cii(einvoice(False)), title=title,
+                     author=self.settings.shop_name, subject=subject)
+
+    def store_xrechnung(self, target: Target,
+                        einvoice: Callable[[], EinvoiceDocument]) -> DocumentView:
+        def build() -> Rendered:
+            document = einvoice()
+            xml = build_cii(document)
+            check_xsd(xml)
+            return Rendered(xml, f"{document.number}.xml")
+
+        return self.store.create_once(target, build)
+
+
+def xrechnung_target(target: Target) -> Target:
+    """Where the XRechnung XML of the invoice or credit note ``target`` is stored."""
+    return Target(target.order_id, bounded(f"{target.key}:xrechnung", MAX_KEY), "xrechnung",
+                  bounded(f"{target.document_id}-xrechnung", MAX_DOCUMENT_ID), XML)
 
 
 class DocumentActivities(DocumentMaker):
@@ -227,7 +255,7 @@ class DocumentActivities(DocumentMaker):
         shipment (``input.shipment``: a partial invoice of its lines, no shipping), or of the
         order (the final one: everything not invoiced by partial invoices, adding up to the
         order's total exactly; see ``models.invoice.compute_invoice``)."""
-        order, shipment = input.order, input.shipment
+        order, shipment, billing = input.order, input.shipment, input.billing
         if shipment is not None:
             sid = shipment.shipment_id
             basis = order.model_copy(update={
@@ -239,20 +267,25 @@ class DocumentActivities(DocumentMaker):
             basis = order
             target = Target(order.order_id, "invoice", "invoice",
                             f"{order.order_id}-invoice", PDF)
+        xrechnung = (xrechnung_target(target)
+                     if einvoice_format(billing, order, self.settings) == "xrechnung" else None)
 
         def render(reserved: Reserved) -> bytes:
             number = reserved.number
             with Session(self.engine) as session:
                 earlier = partial_invoices(session, order.order_id) if shipment is None else []
-            context = self._invoice_context(basis, number, reserved.issued_at, earlier)
+            context = self._invoice_context(basis, number, reserved.issued_at, earlier,
+                                            term=billing.payment_term)
             return self.render_einvoice(
-                "rechnung.html", context, lambda: order_einvoice(
+                "rechnung.html", context, lambda xr: order_einvoice(
                     basis, context["invoice"], number=number, type_code=INVOICE,
                     issued_on=context["issued_on"],
                     delivered_on=context["delivery_date"].date(), due_on=context["due_date"],
-                    settings=self.settings),
+                    settings=self.settings, xrechnung=xr,
+                    buyer_reference=billing.buyer_reference, term=context["payment_term"]),
                 title=f"Rechnung {number}",
-                subject=f"Rechnung {number} zur Bestellung {order.order_id}")
+                subject=f"Rechnung {number} zur Bestellung {order.order_id}",
+                xrechnung=xrechnung)
 
         view = self.store.issue_numbered(target, self.settings.invoice_number_format,
                                          lambda number: f"{number}.pdf", render,
@@ -261,7 +294,8 @@ class DocumentActivities(DocumentMaker):
             earlier = partial_invoices(session, order.order_id) if shipment is None else []
         total = compute_invoice(basis, self.settings.tax,
                                 earlier=[view for _, view in earlier]).gross
-        return view.model_copy(update={"total": total})
+        return view.model_copy(update={
+            "total": total, "einvoice_id": xrechnung.document_id if xrechnung else None})
 
     @activity.defn
     def dunning_notice(self, input: DunningInput) -> DunningNotice:
@@ -294,12 +328,13 @@ class DocumentActivities(DocumentMaker):
         return notice.model_copy(update={"document": document})
 
     def _invoice_context(self, order: OrderView, number: str, issued_at: datetime,
-                         earlier: list[tuple[str, OrderView]] | None = None) -> dict[str, Any]:
+                         earlier: list[tuple[str, OrderView]] | None = None,
+                         term: timedelta | None = None) -> dict[str, Any]:
         issued_on = shop_date(issued_at, self.settings)
-        term = self.settings.invoice_payment_term
+        term = term or self.settings.invoice_payment_term
         return {"shop": shop_context(self.settings), "order": order, "number": number,
                 "date": issued_at, "issued_on": issued_on,
-                "delivery_date": delivery_date(order, issued_at),
+                "delivery_date": delivery_date(order, issued_at), "payment_term": term,
                 "payment_days": term.days, "due_date": shop_date(issued_at + term, self.settings),
                 "invoice": compute_invoice(order, self.settings.tax,
                                            earlier=[v for _, v in earlier or []]),

@@ -9,7 +9,12 @@ package, which also checks the XML against the Factur-X XSD first. A document th
 the XSD is a non-retryable ``ApplicationError(type="InvalidDocument")``: rendering again
 gives the same XML.
 
-The EN 16931 schematron (the business rules BR-*) is not run at issue time: it needs an
+With ``xrechnung`` the same builder writes an XRechnung 3.0 in CII syntax (specification
+identifier of KoSIT, business process, buyer reference BT-10, seller contact BG-6, payment
+instructions always): customers whose profile asks for it get that XML by mail instead of
+the PDF (``einvoice_format``).
+
+The schematrons (EN 16931 BR-*, XRechnung BR-DE-*) are not run at issue time: they need an
 XSLT 3 processor (the tests run the official rules with ``saxonche``).
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +31,7 @@ from lxml import etree
 from temporalio.exceptions import ApplicationError
 
 from activities.opentrans import INVALID_DOCUMENT
+from models.billing import BillingProfile, EinvoiceFormat
 from models.invoice import EinvoiceFigures, Invoice, einvoice_figures
 from models.orders import Address, OrderView
 from settings import Settings
@@ -33,10 +39,12 @@ from settings import Settings
 __all__ = [
     "CREDIT_NOTE",
     "INVOICE",
+    "XRECHNUNG",
     "EinvoiceDocument",
     "Party",
     "build_cii",
     "check_xsd",
+    "einvoice_format",
     "embed",
     "order_einvoice",
     "xml_of_pdf",
@@ -50,6 +58,9 @@ QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
 UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 NSMAP = {"rsm": RSM, "ram": RAM, "qdt": QDT, "udt": UDT}
 EN16931 = "urn:cen.eu:en16931:2017"
+XRECHNUNG = "urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0"
+PEPPOL_BILLING = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"  # BT-23
+NOT_DEFINED = "1"  # UNTDID 4461: a credit note's payment means
 INVOICE = "380"  # UNTDID 1001 commercial invoice
 CREDIT_NOTE = "381"
 SEPA_CREDIT_TRANSFER = "58"  # UNTDID 4461
@@ -62,6 +73,8 @@ class Party:
     address: Address
     vat_id: str | None = None
     email: str | None = None
+    contact_name: str | None = None  # BG-6 seller contact (XRechnung)
+    phone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,10 @@ class EinvoiceDocument:
     notes: tuple[str, ...] = ()
     preceding_invoice: str | None = None  # a credit note's invoice
     preceding_issued_on: date | None = None
+    # XRechnung 3.0 (CII syntax) instead of Factur-X EN 16931: its specification id, the
+    # buyer reference (BT-10), the seller contact and payment instructions always
+    xrechnung: bool = False
+    buyer_reference: str | None = None
 
 
 def _amount(value: Decimal) -> str:
@@ -124,6 +141,16 @@ class _Builder:
     def party(self, parent: etree._Element, tag: str, party: Party) -> None:
         node = self.el(parent, tag)
         self.el(node, "ram:Name", party.name)
+        if party.contact_name or party.phone:
+            contact = self.el(node, "ram:DefinedTradeContact")
+            if party.contact_name:
+                self.el(contact, "ram:PersonName", party.contact_name)
+            if party.phone:
+                phone = self.el(contact, "ram:TelephoneUniversalCommunication")
+                self.el(phone, "ram:CompleteNumber", party.phone)
+            if party.email:
+                mail = self.el(contact, "ram:EmailURIUniversalCommunication")
+                self.el(mail, "ram:URIID", party.email)
         self.address(node, party.address)
         if party.email:
             uri = self.el(node, "ram:URIUniversalCommunication")
@@ -139,7 +166,11 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
     figures = doc.figures
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
     context = b.el(root, "rsm:ExchangedDocumentContext")
-    b.el(b.el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931)
+    if doc.xrechnung:
+        b.el(b.el(context, "ram:BusinessProcessSpecifiedDocumentContextParameter"), "ram:ID",
+             PEPPOL_BILLING)
+    b.el(b.el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID",
+         XRECHNUNG if doc.xrechnung else EN16931)
 
     header = b.el(root, "rsm:ExchangedDocument")
     b.el(header, "ram:ID", doc.number)
@@ -169,6 +200,8 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
         b.el(summation, "ram:LineTotalAmount", _amount(line.net_amount))
 
     agreement = b.el(transaction, "ram:ApplicableHeaderTradeAgreement")
+    if doc.buyer_reference:
+        b.el(agreement, "ram:BuyerReference", doc.buyer_reference)
     b.party(agreement, "ram:SellerTradeParty", doc.seller)
     b.party(agreement, "ram:BuyerTradeParty", doc.buyer)
     b.el(b.el(agreement, "ram:SellerOrderReferencedDocument"), "ram:IssuerAssignedID",
@@ -186,7 +219,10 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
         b.el(settlement, "ram:PaymentReference", doc.number)
     b.el(settlement, "ram:InvoiceCurrencyCode", doc.currency)
     due = figures.grand_total - doc.prepaid
-    if doc.iban and due > 0 and doc.type_code == INVOICE:
+    if doc.xrechnung and doc.type_code != INVOICE:  # BR-DE-1: payment instructions always
+        means = b.el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+        b.el(means, "ram:TypeCode", NOT_DEFINED)
+    elif doc.iban and doc.type_code == INVOICE and (due > 0 or doc.xrechnung):
         means = b.el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
         b.el(means, "ram:TypeCode", SEPA_CREDIT_TRANSFER)
         account = b.el(means, "ram:PayeePartyCreditorFinancialAccount")
@@ -279,12 +315,24 @@ CREDIT_TERMS = ("Der Betrag wird mit offenen Beträgen der Rechnung verrechnet, 
                 "Gezahltes wird erstattet.")
 
 
-def seller_of(settings: Settings) -> Party:
+def seller_of(settings: Settings, *, contact: bool = False) -> Party:
+    """The shop as seller; with ``contact`` its BG-6 contact (name, phone, e-mail)."""
     return Party(name=settings.shop_name,
                  address=Address(name=settings.shop_name, street=settings.shop_street,
                                  postal_code=settings.shop_postal_code,
                                  city=settings.shop_city, country=settings.shop_country),
-                 vat_id=settings.shop_vat_id, email=settings.shop_email)
+                 vat_id=settings.shop_vat_id, email=settings.shop_email,
+                 contact_name=settings.shop_contact_name if contact else None,
+                 phone=settings.shop_phone if contact else None)
+
+
+def einvoice_format(billing: BillingProfile, order: OrderView,
+                    settings: Settings) -> EinvoiceFormat:
+    """The customer's own choice (master data), else ``ORDERS_B2B_EINVOICE`` for B2B
+    customers, else Factur-X."""
+    if billing.einvoice is not None:
+        return billing.einvoice
+    return settings.b2b_einvoice if order.customer.type == "b2b" else "factur-x"
 
 
 def buyer_of(order: OrderView) -> Party:
@@ -296,16 +344,20 @@ def buyer_of(order: OrderView) -> Party:
 def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code: str,
                    issued_on: date, delivered_on: date, settings: Settings,
                    due_on: date | None = None, preceding_invoice: str | None = None,
-                   preceding_issued_on: date | None = None) -> EinvoiceDocument:
-    """The e-invoice of ``invoice`` (an order's invoice or credit note)."""
+                   preceding_issued_on: date | None = None, xrechnung: bool = False,
+                   buyer_reference: str | None = None,
+                   term: timedelta | None = None) -> EinvoiceDocument:
+    """The e-invoice of ``invoice`` (an order's invoice or credit note); with ``xrechnung``
+    an XRechnung whose buyer reference is ``buyer_reference`` or the order id."""
     method = order.payment_method
     prepaid = invoice.gross if method in PAID_UP_FRONT and type_code == INVOICE else Decimal(0)
-    terms = TERMS.get(method, "").format(days=settings.invoice_payment_term.days)
+    terms = TERMS.get(method, "").format(days=(term or settings.invoice_payment_term).days)
     if type_code == CREDIT_NOTE:
         terms = CREDIT_TERMS
     return EinvoiceDocument(
         number=number, type_code=type_code, issued_on=issued_on, delivered_on=delivered_on,
-        currency=order.currency, seller=seller_of(settings), buyer=buyer_of(order),
+        currency=order.currency, seller=seller_of(settings, contact=xrechnung),
+        buyer=buyer_of(order),
         ship_to=order.shipping_address, figures=einvoice_figures(invoice),
         order_reference=order.order_id, prepaid=prepaid,
         due_on=due_on if method == "invoice" and type_code == INVOICE else None,
@@ -313,4 +365,5 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
         iban=settings.bank_iban, bic=settings.bank_bic,
         account_holder=settings.bank_account_holder,
         notes=tuple(n for n in (invoice.note,) if n), preceding_invoice=preceding_invoice,
-        preceding_issued_on=preceding_issued_on)
+        preceding_issued_on=preceding_issued_on, xrechnung=xrechnung,
+        buyer_reference=(buyer_reference or order.order_id) if xrechnung else None)

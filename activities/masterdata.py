@@ -1,10 +1,14 @@
-"""Master data from a TOML file: warehouses, products and initial stock.
+"""Master data from a TOML file: warehouses, products, initial stock, customers' billing.
 
-The file has three arrays of tables (see ``demo/masterdata.toml``)::
+The file has four arrays of tables (see ``demo/masterdata.toml``)::
 
     [[warehouses]]  code, name, country = "DE", priority = 0
     [[products]]    sku, name, weight_g, length_mm, width_mm, height_mm, price = "229.00"
     [[stock]]       warehouse, sku, on_hand
+    [[customers]]   email, collective_invoice, einvoice, buyer_reference, payment_term_days
+
+A ``[[customers]]`` entry sets the billing profile of the customer with that e-mail
+address (created if unknown; names and addresses still come from the orders).
 
 Loading is an idempotent upsert: warehouses and products take the file's values; a stock
 row gets ``on_hand`` only when it does not exist yet, so loading again (every ``make run``)
@@ -21,12 +25,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
-from models.tables import Product, Stock, Warehouse
+from models.billing import EinvoiceFormat
+from models.tables import Customer, Product, Stock, Warehouse
 
 __all__ = ["MasterData", "MasterDataError", "list_products", "load_master_data",
            "read_master_data", "stock_levels", "unknown_partners"]
@@ -88,14 +101,29 @@ class StockEntry(_Entry):
     on_hand: Annotated[int, Field(ge=0)]
 
 
+class CustomerEntry(_Entry):
+    email: EmailStr
+    collective_invoice: bool = False  # one invoice per month (payment method invoice)
+    einvoice: EinvoiceFormat | None = None  # None: ORDERS_B2B_EINVOICE for B2B customers
+    buyer_reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                      max_length=100)] | None = None
+    payment_term_days: Annotated[int, Field(ge=0, le=365)] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
 class MasterData(BaseModel):
     warehouses: list[WarehouseEntry] = Field(default_factory=list)
     products: list[ProductEntry] = Field(default_factory=list)
     stock: list[StockEntry] = Field(default_factory=list)
+    customers: list[CustomerEntry] = Field(default_factory=list)
 
 
 E = TypeVar("E", bound=_Entry)
-_LABEL_KEY = {"warehouses": "code", "products": "sku"}
+_LABEL_KEY = {"warehouses": "code", "products": "sku", "customers": "email"}
 
 
 def _describe(section: str, index: int, raw: Any) -> str:
@@ -135,7 +163,8 @@ def read_master_data(path: Path) -> MasterData:
                                           f"{sorted(MasterData.model_fields)}")
     data = MasterData(warehouses=_entries(path, raw, "warehouses", WarehouseEntry),
                       products=_entries(path, raw, "products", ProductEntry),
-                      stock=_entries(path, raw, "stock", StockEntry))
+                      stock=_entries(path, raw, "stock", StockEntry),
+                      customers=_entries(path, raw, "customers", CustomerEntry))
     _check_duplicates(path, data)
     return data
 
@@ -190,7 +219,22 @@ def _store(session: Session, path: Path, data: MasterData) -> Counter[str]:
             counts["created"] += 1
         else:
             counts["unchanged"] += 1
+    for customer in data.customers:
+        counts[_billing_profile(session, customer)] += 1
     return counts
+
+
+def _billing_profile(session: Session, entry: CustomerEntry) -> str:
+    """Set the billing profile of the customer ``entry.email`` (created if unknown)."""
+    values = entry.model_dump(exclude={"email"})
+    row = session.exec(select(Customer).where(Customer.email == entry.email)).first()
+    if row is None:
+        session.add(Customer(email=entry.email, **values))
+        return "created"
+    changed = {name: value for name, value in values.items() if getattr(row, name) != value}
+    for name, value in changed.items():
+        setattr(row, name, value)
+    return "updated" if changed else "unchanged"
 
 
 def load_master_data(engine: Engine, path: Path) -> dict[str, int]:
@@ -202,7 +246,8 @@ def load_master_data(engine: Engine, path: Path) -> dict[str, int]:
     data = read_master_data(path)
     counts = _store_with_retry(engine, path, data)
     return {"warehouses": len(data.warehouses), "products": len(data.products),
-            "stock": len(data.stock), "created": counts["created"],
+            "stock": len(data.stock), "customers": len(data.customers),
+            "created": counts["created"],
             "updated": counts["updated"], "unchanged": counts["unchanged"]}
 
 

@@ -29,6 +29,7 @@ from temporalio import activity
 
 from activities.advice import record_import, was_imported
 from activities.camt import StatementError, parse_statement
+from activities.collective import collective_numbers
 from activities.settlement import SettlementError, parse_settlement
 from models.orders import OrderView
 from models.payments import (
@@ -41,7 +42,14 @@ from models.payments import (
     SettlementItem,
     StatementFile,
 )
-from models.tables import Customer, CustomerAddress, Document, OrderRecord, Payment, utcnow
+from models.tables import (
+    Customer,
+    CustomerAddress,
+    Document,
+    OrderRecord,
+    Payment,
+    utcnow,
+)
 from settings import Settings
 
 __all__ = ["BANK_SOURCE", "SETTLEMENT_SOURCE", "PaymentActivities", "open_items", "save_upload",
@@ -98,7 +106,7 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
                                  .where(col(Document.kind).in_(["invoice", "credit_note",
                                                                 "dunning"]),
                                         col(Document.content).is_not(None))).all()
-    invoices: dict[str, str] = {}
+        invoices = collective_numbers(session)
     all_numbers: dict[str, list[str]] = defaultdict(list)
     credited: dict[str, Decimal] = defaultdict(Decimal)
     for order_id, kind, number, basis, key in documents:

@@ -43,6 +43,7 @@ from models.allocation import (
     plan_allocation,
     warehouse_order,
 )
+from models.billing import BillingProfile
 from models.orders import Address, OrderIn, ShipmentView
 from models.orders import Customer as CustomerIn
 from models.tables import (
@@ -83,8 +84,10 @@ class StoreActivities:
         with session_for(self.engine) as session:
             known = session.get(OrderRecord, order.order_id)
             if known is not None:
+                customer = session.get(Customer, known.customer_id)
                 return RecordOrderResult(customer_id=known.customer_id, new_customer=False,
-                                         new_address=False)
+                                         new_address=False,
+                                         billing=billing_profile(customer))
             customer, new_customer = _customer(session, order.customer)
             assert customer.id is not None
             billing, new_billing = _address(session, customer.id, order.billing_address)
@@ -95,7 +98,8 @@ class StoreActivities:
                 lambda: _order_record(order, customer.id, billing.id, shipping.id, self.tax))
             session.commit()
             return RecordOrderResult(customer_id=customer.id, new_customer=new_customer,
-                                     new_address=new_billing or new_shipping)
+                                     new_address=new_billing or new_shipping,
+                                     billing=billing_profile(customer))
 
     @activity.defn
     def check_order(self, input: OrderInput) -> CheckOrderResult:
@@ -287,6 +291,24 @@ class StoreActivities:
 
 
 # --- orders and customers ----------------------------------------------------------------
+
+
+def customer_billing(session: Session, email: str) -> BillingProfile:
+    """The billing profile of the customer with that e-mail address."""
+    customer = session.exec(select(Customer).where(Customer.email == email.lower())).first()
+    return billing_profile(customer)
+
+
+def billing_profile(customer: Customer | None) -> BillingProfile:
+    """The billing profile master data gave the customer (defaults for anyone else)."""
+    if customer is None:
+        return BillingProfile()
+    days = customer.payment_term_days
+    return BillingProfile(
+        collective_invoice=customer.collective_invoice,
+        einvoice=customer.einvoice,  # type: ignore[arg-type]  # checked by master data
+        buyer_reference=customer.buyer_reference,
+        payment_term=timedelta(days=days) if days is not None else None)
 
 
 def _customer(session: Session, customer: CustomerIn) -> tuple[Customer, bool]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from models.billing import BillingProfile
 from models.carriers import CarrierDecision, Parcel, ShipmentNeeds
 from models.credit import CreditNoteIn
 from models.orders import (
@@ -72,6 +73,7 @@ class RecordOrderResult(BaseModel):
     customer_id: int
     new_customer: bool
     new_address: bool
+    billing: BillingProfile = Field(default_factory=BillingProfile)
 
 
 class CheckOrderResult(BaseModel):
@@ -155,6 +157,7 @@ class RecordPaymentInput(BaseModel):
 class DocumentInput(BaseModel):
     order: OrderView
     shipment: ShipmentView | None = None
+    billing: BillingProfile = Field(default_factory=BillingProfile)  # the customer's terms
 
 
 class DunningInput(BaseModel):

@@ -305,6 +305,8 @@ class DocumentView(BaseModel):
     number: str | None = None
     filename: str
     total: Decimal | None = None  # invoices: the amount charged
+    # the XRechnung XML sent instead of the PDF (customers who take XRechnung)
+    einvoice_id: str | None = None
 
 
 class TicketView(BaseModel):

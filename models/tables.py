@@ -30,6 +30,11 @@ class Customer(SQLModel, table=True):
     company: str | None = None
     vat_id: str | None = None
     type: str = "b2c"
+    # billing profile (master data [[customers]], see models/billing.py)
+    collective_invoice: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    einvoice: str | None = Field(default=None, max_length=16)  # factur-x, xrechnung
+    buyer_reference: str | None = Field(default=None, max_length=100)
+    payment_term_days: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -180,6 +185,21 @@ class Document(SQLModel, table=True):
     # credit note's credited part), so a retry renders the same and credit notes can be
     # checked against their invoice.
     basis: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CollectiveItem(SQLModel, table=True):
+    """An order of a ``collective_invoice`` customer that waits for (or is on) its month's
+    collective invoice. ``document_id`` is set in the transaction that numbers the invoice,
+    so an order is on exactly one collective invoice."""
+
+    __tablename__ = "collective_item"
+    order_id: str = Field(primary_key=True, max_length=100)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    period: str = Field(index=True, max_length=7)  # YYYY-MM of the last shipment (shop time)
+    shipped_at: datetime
+    basis: str = Field(sa_column=Column(Text, nullable=False))  # the order (OrderView JSON)
+    document_id: str | None = Field(default=None, index=True, max_length=160)
     created_at: datetime = Field(default_factory=utcnow)
 
 

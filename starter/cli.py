@@ -252,6 +252,22 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_collective_invoices(args: argparse.Namespace, settings: Settings) -> int:
+    """``orders collective-invoices [--period YYYY-MM]``: issue the collective invoices now."""
+    import uuid
+
+    from workflows.collective import CollectiveInvoiceInput, CollectiveInvoiceWorkflow
+
+    wanted = CollectiveInvoiceInput(period=args.period)  # a bad period: exit code 2
+    client = await _client(settings)
+    result = await client.execute_workflow(
+        CollectiveInvoiceWorkflow.run, wanted,
+        id=f"collective-invoices-{args.period or 'last-month'}-{uuid.uuid4().hex[:6]}",
+        task_queue=settings.task_queue, execution_timeout=timedelta(hours=1))
+    _print(result.model_dump())
+    return EXIT_OK
+
+
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int] | int]
 
 
@@ -324,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["datev"], help="datev: EXTF Buchungsstapel (CSV)")
     p.add_argument("--from", dest="period_from", help="YYYY-MM-DD (default: last month)")
     p.add_argument("--to", dest="period_to", help="YYYY-MM-DD, inclusive")
+    p = add("collective-invoices", cmd_collective_invoices,
+            "issue the collective invoices of a month now (customers flagged "
+            "collective_invoice)")
+    p.add_argument("--period", help="YYYY-MM: orders shipped up to its end (default: last "
+                                    "month)")
     add("seed", cmd_seed, "load master data (warehouses, products, stock)").add_argument(
         "file", nargs="?", default=str(PROJECT_DIR / "demo" / "masterdata.toml"))
     return parser

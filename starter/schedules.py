@@ -27,6 +27,7 @@ from temporalio.client import ScheduleOverlapPolicy as Overlap
 
 from settings import Settings
 from workflows.bank import BankInboxWorkflow
+from workflows.collective import CollectiveInvoiceWorkflow
 from workflows.jobs import (
     DatevExportWorkflow,
     OrderExportWorkflow,
@@ -34,12 +35,14 @@ from workflows.jobs import (
     StockSyncWorkflow,
 )
 
-__all__ = ["BANK_STATEMENTS_SCHEDULE", "DATEV_EXPORT_SCHEDULE", "ORDER_EXPORT_SCHEDULE",
-           "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE", "apply_schedules",
-           "bank_statements_schedule", "datev_export_schedule", "order_export_schedule",
-           "shipping_advice_schedule", "stock_sync_schedule"]
+__all__ = ["BANK_STATEMENTS_SCHEDULE", "COLLECTIVE_INVOICES_SCHEDULE", "DATEV_EXPORT_SCHEDULE",
+           "ORDER_EXPORT_SCHEDULE", "SHIPPING_ADVICE_SCHEDULE", "STOCK_SYNC_SCHEDULE",
+           "apply_schedules", "bank_statements_schedule", "collective_invoices_schedule",
+           "datev_export_schedule", "order_export_schedule", "shipping_advice_schedule",
+           "stock_sync_schedule"]
 
 BANK_STATEMENTS_SCHEDULE = "bank-statements"
+COLLECTIVE_INVOICES_SCHEDULE = "collective-invoices"
 DATEV_EXPORT_SCHEDULE = "datev-export"
 ORDER_EXPORT_SCHEDULE = "order-export"
 SHIPPING_ADVICE_SCHEDULE = "shipping-advice-import"
@@ -112,6 +115,20 @@ def datev_export_schedule(settings: Settings, *, task_queue: str | None = None,
         task_queue=task_queue, workflow_id=workflow_id, timeout=timedelta(hours=1))
 
 
+def collective_invoices_schedule(settings: Settings, *, task_queue: str | None = None,
+                                 workflow_id: str = COLLECTIVE_INVOICES_SCHEDULE) -> Schedule:
+    hour, minute = (int(part) for part in settings.collective_invoice_at.split(":"))
+    return _schedule(
+        CollectiveInvoiceWorkflow.run,
+        ScheduleSpec(calendars=[ScheduleCalendarSpec(
+            day_of_month=[ScheduleRange(settings.collective_invoice_day)],
+            hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])],
+            time_zone_name=settings.shop_timezone),
+        "Issues last month's collective invoices of the customers flagged collective_invoice "
+        "and mails them", settings, task_queue=task_queue, workflow_id=workflow_id,
+        timeout=timedelta(hours=6))
+
+
 async def apply_schedules(client: Client, settings: Settings, *,
                           task_queue: str | None = None, prefix: str = "") -> list[str]:
     """Create each schedule, or bring an existing one in line with the settings."""
@@ -120,6 +137,7 @@ async def apply_schedules(client: Client, settings: Settings, *,
     export_id = f"{prefix}{ORDER_EXPORT_SCHEDULE}"
     bank_id = f"{prefix}{BANK_STATEMENTS_SCHEDULE}"
     datev_id = f"{prefix}{DATEV_EXPORT_SCHEDULE}"
+    collective_id = f"{prefix}{COLLECTIVE_INVOICES_SCHEDULE}"
     wanted = {advice_id: shipping_advice_schedule(settings, task_queue=task_queue,
                                                   workflow_id=advice_id),
               stock_id: stock_sync_schedule(settings, task_queue=task_queue,
@@ -129,7 +147,9 @@ async def apply_schedules(client: Client, settings: Settings, *,
               bank_id: bank_statements_schedule(settings, task_queue=task_queue,
                                                 workflow_id=bank_id),
               datev_id: datev_export_schedule(settings, task_queue=task_queue,
-                                              workflow_id=datev_id)}
+                                              workflow_id=datev_id),
+              collective_id: collective_invoices_schedule(settings, task_queue=task_queue,
+                                                          workflow_id=collective_id)}
     for schedule_id, schedule in wanted.items():
         try:
             await client.create_schedule(schedule_id, schedule)

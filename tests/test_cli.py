@@ -156,3 +156,12 @@ async def test_export_orders_from_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert Path(result["path"]).read_bytes().startswith(b"<?xml")
     code, _, err = await orders_cli(stack, tmp_path, "export-orders", "--date", "2.1.2031")
     assert code == 1 and "2.1.2031" in err
+
+
+async def test_collective_invoices_from_the_cli(stack: Stack, tmp_path: Path) -> None:
+    code, out, err = await orders_cli(stack, tmp_path, "collective-invoices", "--period",
+                                      "2001-01")  # nothing shipped that early
+    assert code == 0, err
+    assert json.loads(out) == {"period": "2001-01", "invoices": [], "orders": 0}
+    code, _, err = await orders_cli(stack, tmp_path, "collective-invoices", "--period", "2031-1")
+    assert code == 2 and "period" in err

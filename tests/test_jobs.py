@@ -114,19 +114,22 @@ async def test_schedule_runs_the_import(stack: Stack, ftp_drop: Any) -> None:
         update={"shipping_advice_interval": timedelta(hours=1)})
     ids = await apply_schedules(stack.client, settings, task_queue=stack.task_queue,
                                 prefix=prefix)
-    assert ids == [f"{prefix}bank-statements", f"{prefix}datev-export",
-                   f"{prefix}order-export", f"{prefix}shipping-advice-import",
-                   f"{prefix}stock-sync"]
+    assert ids == [f"{prefix}bank-statements", f"{prefix}collective-invoices",
+                   f"{prefix}datev-export", f"{prefix}order-export",
+                   f"{prefix}shipping-advice-import", f"{prefix}stock-sync"]
     bank = await stack.client.get_schedule_handle(ids[0]).describe()
     assert bank.schedule.spec.intervals[0].every == settings.bank_statement_interval
-    datev = (await stack.client.get_schedule_handle(ids[1]).describe()).schedule.spec
+    collective = (await stack.client.get_schedule_handle(ids[1]).describe()).schedule.spec
+    assert (collective.calendars[0].day_of_month[0].start, collective.calendars[0].hour[0]
+            .start, collective.time_zone_name) == (1, 2, "Europe/Berlin")
+    datev = (await stack.client.get_schedule_handle(ids[2]).describe()).schedule.spec
     assert (datev.calendars[0].day_of_month[0].start, datev.time_zone_name) == (
         1, "Europe/Berlin")
-    export = await stack.client.get_schedule_handle(ids[2]).describe()
+    export = await stack.client.get_schedule_handle(ids[3]).describe()
     calendar = export.schedule.spec.calendars[0]
     assert (calendar.hour[0].start, calendar.minute[0].start) == (0, 30)
     assert export.schedule.spec.time_zone_name == "Europe/Berlin"
-    handle = stack.client.get_schedule_handle(ids[3])
+    handle = stack.client.get_schedule_handle(ids[4])
     try:
         desc = await handle.describe()
         assert desc.schedule.spec.intervals[0].every == timedelta(hours=1)

@@ -32,6 +32,7 @@ from models.activities import (
     StockLine,
 )
 from models.allocation import AllocationConfig, AllocationRule
+from models.billing import BillingProfile
 from models.orders import HoldReason, OrderIn, PaymentIn
 from models.tables import (
     Customer,
@@ -462,14 +463,15 @@ def fresh_engine(tmp_path: Path) -> Any:
 def test_load_master_data_is_idempotent(fresh_engine: Engine) -> None:
     first = load_master_data(fresh_engine, DEMO_MASTERDATA)
     assert (first["warehouses"], first["products"], first["stock"]) == (2, 12, 13)
-    assert first["created"] == 27 and first["updated"] == 0
+    assert first["customers"] == 2
+    assert first["created"] == 29 and first["updated"] == 0
     with Session(fresh_engine) as session:  # stock moved since: a reload must keep it
         row = session.exec(select(Stock).where(Stock.sku == "TENT-2P")).one()
         row.on_hand, row.reserved = 7, 2
         session.add(row)
         session.commit()
     second = load_master_data(fresh_engine, DEMO_MASTERDATA)
-    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 27)
+    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 29)
     assert level(fresh_engine, "MAIN", "TENT-2P") == (7, 2)
     assert level(fresh_engine, "MAIN", "LANTERN-OLD") == (0, 0)
     (tent,) = [p for p in list_products(fresh_engine) if p["sku"] == "TENT-2P"]
@@ -484,6 +486,10 @@ def test_load_master_data_is_idempotent(fresh_engine: Engine) -> None:
     pytest.param('[[warehouses]]\ncode = "M"\nname = "M"\n[[warehouses]]\ncode = "M"\n'
                  'name = "N"\n', "warehouses[1] (M)", id="duplicate"),
     pytest.param("[[products]\n", "not valid TOML", id="syntax"),
+    pytest.param('[[customers]]\nemail = "a@b.example"\neinvoice = "pdf"\n',
+                 "customers[0] (a@b.example): einvoice", id="einvoice"),
+    pytest.param('[[customers]]\nemail = "a@b.example"\n[[customers]]\n'
+                 'email = "A@b.example"\n', "customers[1] (a@b.example)", id="dup-customer"),
 ])
 def test_bad_master_data_names_file_and_entry(fresh_engine: Engine, tmp_path: Path,
                                               text: str, names: str) -> None:
@@ -493,3 +499,28 @@ def test_bad_master_data_names_file_and_entry(fresh_engine: Engine, tmp_path: Pa
         load_master_data(fresh_engine, path)
     assert str(path) in str(caught.value) and names in str(caught.value)
     assert count(fresh_engine, Warehouse) == 0
+
+
+def test_customer_billing_terms_from_master_data(fresh_engine: Engine,
+                                                 tmp_path: Path) -> None:
+    order = make_order(email="Einkauf@Bergsport.example")
+    store = StoreActivities(fresh_engine)
+    assert store.record_order(OrderInput(order=order)).billing == BillingProfile()
+    path = tmp_path / "customers.toml"
+    path.write_text('[[customers]]\nemail = "EINKAUF@bergsport.example"\n'
+                    'collective_invoice = true\neinvoice = "xrechnung"\n'
+                    'buyer_reference = "PO-1"\npayment_term_days = 30\n', encoding="utf-8")
+
+    counts = load_master_data(fresh_engine, path)
+    again = load_master_data(fresh_engine, path)
+
+    assert (counts["updated"], again["unchanged"]) == (1, 1)
+    expected = BillingProfile(collective_invoice=True, einvoice="xrechnung",
+                              buyer_reference="PO-1", payment_term=timedelta(days=30))
+    second = make_order(email="einkauf@bergsport.example")
+    result = store.record_order(OrderInput(order=second))
+    assert result.billing == expected
+    assert store.record_order(OrderInput(order=order)).billing == expected  # a retry
+    with Session(fresh_engine) as session:  # one customer, its name from the order kept
+        (customer,) = session.exec(select(Customer)).all()
+        assert customer.last_name == order.customer.last_name

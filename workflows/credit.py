@@ -85,8 +85,10 @@ class CreditNoteWorkflow:
                                    "credit_note_number": number,
                                    "invoice_number": result.invoice_number,
                                    "amount": str(result.total), "currency": result.currency,
-                                   "refund": str(refund), "reason": request.reason},
-                          attachments=[result.document.document_id]),
+                                   "refund": str(refund), "reason": request.reason,
+                                   "xrechnung": result.document.einvoice_id is not None},
+                          attachments=[result.document.einvoice_id
+                                       or result.document.document_id]),
             summary="mail the credit note to the customer", **options)
         if refund > 0:
             text = (f"refund {refund} {result.currency} to the customer: credit note {number} "

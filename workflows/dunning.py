@@ -38,9 +38,10 @@ class Dunning(Fulfilment):
         """Wait for the invoice's money, dunning on the way (see the module docstring)."""
         policy = self.policy
         invoiced_at = workflow.now()
+        term = self.payment_term()
         self.wait_for(f"waiting for payment of the invoice: {self.open_amount()} "
-                      f"{self.order.currency} open, due in {german_duration(policy.payment_term)}")
-        if await self._wait(self.paid_in_full, policy.payment_term, cancellable=False):
+                      f"{self.order.currency} open, due in {german_duration(term)}")
+        if await self._wait(self.paid_in_full, term, cancellable=False):
             return
         since_due = timedelta(0)
         for level in policy.dunning.levels:
@@ -65,6 +66,12 @@ class Dunning(Fulfilment):
                       f"collection ticket #{ticket.ticket_id}")
         await self._wait(self.paid_in_full, None, cancellable=False)
 
+    def payment_term(self) -> timedelta:
+        """The collective invoice's term, else the customer's, else the policy's."""
+        if self.collective_invoiced_with is not None:
+            return self.collective_invoiced_with.payment_term
+        return self.billing.payment_term or self.policy.payment_term
+
     def _invoice_number(self) -> str:
         return next((d.number or "" for d in self.view.documents if d.kind == "invoice"), "")
 
@@ -76,7 +83,7 @@ class Dunning(Fulfilment):
         notice: DunningNotice = await self._activity(
             DocumentActivities.dunning_notice,
             DunningInput(order=self.view, level=level, invoice_number=number,
-                         invoiced_at=invoiced_at, payment_term=self.policy.payment_term,
+                         invoiced_at=invoiced_at, payment_term=self.payment_term(),
                          deadline=self.policy.dunning.deadline, at=workflow.now()),
             f"{level.title} (dates{', letter' if level.letter else ''})")
         attachments = []

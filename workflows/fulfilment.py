@@ -177,7 +177,8 @@ class Fulfilment(OrderSteps):
             if shipment.escalated:
                 await self.resolve_escalation(shipment, confirmation)
             self._update_shipping_status()
-            if self.policy.invoice_per_shipment and not self._all_shipped():
+            if self.policy.invoice_per_shipment and not self._all_shipped() \
+                    and not self.collective():
                 self._show_fulfilment()
                 await self.invoice_shipment(shipment)
         self._confirmations = waiting

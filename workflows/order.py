@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     import idna  # noqa: F401
 
     from models.activities import ReservationState, ReserveStockInput, StockLine
+    from models.billing import CollectiveInvoiced
     from models.orders import (
         CLOSED_STATUSES,
         STATUS_QUERY,
@@ -97,7 +98,10 @@ class OrderWorkflow(Dunning):
             await self._checkpoint()
             await self._fulfil()
             await self._checkpoint()
-            await self.invoice()
+            if self.collective():
+                await self.collective_invoice()
+            else:
+                await self.invoice()
             if self.order.payment.method == "invoice":
                 await self.dun()
             await self._review()
@@ -287,6 +291,20 @@ class OrderWorkflow(Dunning):
                                   f"{self.order.currency}; open {totals.open}")
         if totals.open == 0 and totals.paid > 0:
             self.set_payment_status(PaymentStatus.PAID)
+
+    @workflow.signal(description="The order is on a collective invoice (sent by the monthly "
+                                 "collective-invoice workflow): {number, document_id, amount, "
+                                 "issued_at, payment_term}")
+    def collective_invoiced(self, input: CollectiveInvoiced) -> None:
+        if not self.collective():
+            self.event("signal", f"collective invoice {input.number} ignored: the order is "
+                                 "not invoiced collectively")
+            return
+        if self.collective_invoiced_with is not None:
+            self.event("signal", f"collective invoice {input.number} ignored: already on "
+                                 f"{self.collective_invoiced_with.number}")
+            return
+        self.collective_invoiced_with = input
 
     @workflow.query(name=STATUS_QUERY, description="The order as GET /orders/{order_id} shows it")
     def status(self) -> OrderView:

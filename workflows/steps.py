@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
+    from activities.collective import CollectiveActivities
     from activities.documents import DocumentActivities
     from activities.mail import MailActivities
     from activities.store import StoreActivities
@@ -32,8 +33,10 @@ with workflow.unsafe.imports_passed_through():
         ResolveTicketInput,
         SendMailInput,
     )
+    from models.billing import BillingProfile, CollectiveInvoiced
     from models.orders import (
         CancelInput,
+        DocumentView,
         HoldView,
         OrderStatus,
         PaymentIn,
@@ -70,6 +73,8 @@ class OrderSteps:
         self._hold_count = 0
         self._hold_key = ""
         self._tracking_templates: dict[str, str] = {}  # shipment -> its carrier's link
+        self.billing = BillingProfile()  # the customer's terms, read when recorded
+        self.collective_invoiced_with: CollectiveInvoiced | None = None
         self.view = initial_view(order, totals)
 
     # --- state helpers -----------------------------------------------------------------
@@ -115,6 +120,7 @@ class OrderSteps:
         who = "new customer" if result.new_customer else "known customer"
         where = ", new address" if result.new_address and not result.new_customer else ""
         self.event("recorded", f"order recorded ({who} #{result.customer_id}{where})")
+        self.billing = result.billing
 
     async def check(self) -> list[HoldView]:
         self.wait_for("checking totals, SKUs, address and comment")
@@ -209,25 +215,55 @@ class OrderSteps:
         """The order's (final) invoice: all of it, or what partial invoices left."""
         self.wait_for("issuing the invoice")
         doc = await self._activity(DocumentActivities.issue_invoice,
-                                   DocumentInput(order=self.view), "issue the invoice (PDF)")
+                                   DocumentInput(order=self.view, billing=self.billing),
+                                   "issue the invoice (PDF)")
         self.view.documents.append(doc)
         self.set_status(OrderStatus.INVOICED)
         self.event("invoiced", f"invoice {doc.number} over {doc.total} {self.order.currency}")
-        await self.send_customer_mail("invoice", "invoice", attachments=[doc.document_id],
+        await self.send_customer_mail("invoice", "invoice",
+                                      attachments=[doc.einvoice_id or doc.document_id],
                                       extra={"invoice_number": doc.number,
-                                             "invoice_total": str(doc.total)})
+                                             "invoice_total": str(doc.total),
+                                             "xrechnung": doc.einvoice_id is not None})
+
+    def collective(self) -> bool:
+        """Invoiced monthly with the customer's other orders (master data
+        ``collective_invoice``; invoice terms only)."""
+        return self.billing.collective_invoice and self.order.payment.method == "invoice"
+
+    async def collective_invoice(self) -> None:
+        """Put the shipped order on its customer's collective invoice and wait for it (the
+        monthly ``CollectiveInvoiceWorkflow`` signals ``collective_invoiced``)."""
+        period = await self._activity(CollectiveActivities.enlist_collective, self.view,
+                                      "put the order on the customer's collective invoice")
+        if self.collective_invoiced_with is None:
+            self.event("collective", f"on the collective invoice of {period}")
+            self.wait_for(f"waiting for the collective invoice of {period} (issued after "
+                          "the month's end)")
+        await workflow.wait_condition(lambda: self.collective_invoiced_with is not None)
+        invoiced = self.collective_invoiced_with
+        assert invoiced is not None
+        self.view.documents.append(DocumentView(
+            document_id=invoiced.document_id, kind="invoice", number=invoiced.number,
+            filename=f"{invoiced.number}.pdf", total=invoiced.amount))
+        self.set_status(OrderStatus.INVOICED)
+        self.event("invoiced", f"collective invoice {invoiced.number}: {invoiced.amount} "
+                               f"{self.order.currency} for this order")
 
     async def invoice_shipment(self, shipment: ShipmentView) -> None:
         """A partial invoice of one shipment's lines, when it ships before the rest."""
         doc = await self._activity(
-            DocumentActivities.issue_invoice, DocumentInput(order=self.view, shipment=shipment),
+            DocumentActivities.issue_invoice,
+            DocumentInput(order=self.view, shipment=shipment, billing=self.billing),
             f"issue the partial invoice of {shipment.shipment_id} (PDF)")
         self.view.documents.append(doc)
         self.event("invoiced", f"partial invoice {doc.number} over {doc.total} "
                                f"{self.order.currency} for {shipment.shipment_id}")
         await self.send_customer_mail(
-            f"invoice-{shipment.shipment_id}", "invoice", attachments=[doc.document_id],
-            extra={"invoice_number": doc.number, "invoice_total": str(doc.total)})
+            f"invoice-{shipment.shipment_id}", "invoice",
+            attachments=[doc.einvoice_id or doc.document_id],
+            extra={"invoice_number": doc.number, "invoice_total": str(doc.total),
+                   "xrechnung": doc.einvoice_id is not None})
 
     async def apply_payment(self, payment: PaymentIn, *, key: str) -> None:
         if payment.currency != self.order.currency:

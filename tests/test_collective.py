@@ -1,0 +1,256 @@
+"""Collective invoices (Sammelrechnung) and XRechnung by mail: the figures (pure, EN 16931
+schematron), and the whole path on the Temporal stack: orders of a flagged customer wait
+after shipping, the monthly workflow issues one numbered invoice over them and mails it once,
+the orders are invoiced under its number, and bank matching, credit notes and DATEV see it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from saxonche import PySaxonProcessor, PyXsltExecutable
+from sqlmodel import Session
+from temporalio.client import Client
+
+from activities.credit_notes import check_credit_note
+from activities.datev import datev_bookings
+from activities.documents import shop_date
+from activities.einvoice import (
+    INVOICE,
+    RAM,
+    RSM,
+    XRECHNUNG,
+    EinvoiceDocument,
+    Party,
+    build_cii,
+    check_xsd,
+    xml_of_pdf,
+)
+from activities.masterdata import load_master_data
+from activities.payments import open_items
+from models.billing import (
+    CollectivePart,
+    collective_figures,
+    collective_totals,
+    period_bounds,
+    period_of,
+    previous_period,
+)
+from models.credit import CreditNoteIn
+from models.invoice import compute_invoice
+from models.matching import Credit, OpenItem, match_credit
+from models.orders import Address, OrderIn, OrderStatus
+from models.workflow_io import german_duration
+from settings import Settings
+from tests.helpers import FAST, Stack, order_payload, running_stack, seed
+from tests.test_credit_notes import wait_for_mail
+from tests.test_documents import make_order as make_view
+from tests.test_documents import pdf_text
+from tests.test_einvoice import broken_rules, mixed_lines, schematron  # noqa: F401 (fixture)
+from workflows.collective import (
+    CollectiveInvoiceInput,
+    CollectiveInvoiceSummary,
+    CollectiveInvoiceWorkflow,
+)
+
+NS = {"rsm": RSM, "ram": RAM}
+
+
+# --- pure ----------------------------------------------------------------------------------
+
+
+def test_periods() -> None:
+    assert period_of(date(2026, 11, 30)) == "2026-11"
+    assert previous_period(date(2026, 1, 1)) == "2025-12"
+    assert period_bounds("2028-02") == (date(2028, 2, 1), date(2028, 2, 29))
+    assert period_bounds("2026-12") == (date(2026, 12, 1), date(2026, 12, 31))
+
+
+def test_collective_figures_are_the_sum_of_the_orders_and_pass_en16931(
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:  # noqa: F811
+    settings = Settings()
+    orders = [make_view(customer_type="b2b"),
+              make_view(customer_type="b2b", lines=mixed_lines(), shipping="5.95"),
+              make_view(customer_type="b2b", lines=mixed_lines()[1:], shipping="0.00")]
+    parts = [CollectivePart(order=o, invoice=compute_invoice(o, settings.tax)) for o in orders]
+
+    totals = collective_totals(parts)
+    figures = collective_figures(parts)
+    xml = build_cii(EinvoiceDocument(
+        number="RE-2026-000100", type_code=INVOICE, issued_on=date(2026, 12, 1),
+        delivered_on=date(2026, 11, 30), currency="EUR",
+        seller=Party("Demo-Shop", Address(name="Demo-Shop", street="Hauptstraße 1",
+                                          postal_code="94032", city="Passau", country="DE"),
+                     vat_id="DE136695976"),
+        buyer=Party("Bergsport GmbH", orders[0].billing_address), ship_to=orders[0].billing_address,
+        figures=figures, order_reference="Sammelrechnung 2026-11", prepaid=Decimal(0),
+        due_on=date(2026, 12, 31), iban="DE02120300000000202051"))
+
+    assert sum((t.gross for t in totals), Decimal(0)) == sum(p.invoice.gross for p in parts)
+    assert figures.grand_total == sum(p.invoice.gross for p in parts)
+    assert {t.rate: t.tax for t in totals} == {
+        Decimal(19): sum(a.tax for p in parts for a in p.invoice.taxes if a.rate == 19),
+        Decimal(7): sum(a.tax for p in parts for a in p.invoice.taxes if a.rate == 7)}
+    assert len(figures.lines) == sum(len(o.lines) for o in orders)
+    assert all(f"(Bestellung {o.order_id})" in line.name
+               for o in orders[:1] for line in figures.lines[:len(o.lines)])
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
+
+
+# --- on the stack --------------------------------------------------------------------------
+
+
+def customer_order(email: str, *, method: str = "invoice", b2b: bool = True) -> OrderIn:
+    payload = order_payload(method=method, email=email, total=None,
+                            lines=[("TENT-2P", 1, "192.44"), ("STOVE-1", 1, "33.53")])
+    if b2b:
+        payload["customer"].update({"type": "b2b", "company": "Bergsport GmbH"})
+        payload["billing_address"]["company"] = "Bergsport GmbH"
+    return OrderIn.model_validate(payload)
+
+
+@pytest.fixture
+async def stack(client: Client, task_queue: str, partner_settings: Settings,
+                tmp_path: Path) -> AsyncIterator[Stack]:
+    settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue})
+    async with running_stack(client, settings, task_queue) as s:
+        seed(s.engine, tmp_path)
+        yield s
+
+
+def flag(stack: Stack, tmp_path: Path, text: str) -> None:
+    path = tmp_path / f"customers-{uuid.uuid4().hex[:6]}.toml"
+    path.write_text(text, encoding="utf-8")
+    load_master_data(stack.engine, path)
+
+
+async def ship(stack: Stack, order: OrderIn) -> None:
+    await stack.submit(order)
+    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
+    await stack.client.get_workflow_handle(order.order_id).signal(
+        "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
+
+
+async def waiting_for_collective(stack: Stack, order_id: str) -> None:
+    for _ in range(300):
+        view = await stack.view(order_id)
+        if "collective invoice" in view.waiting_for:
+            assert view.status == OrderStatus.SHIPPED
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{order_id} does not wait for the collective invoice: {view}")
+
+
+async def run_collective(stack: Stack, period: str) -> CollectiveInvoiceSummary:
+    return await stack.client.execute_workflow(
+        CollectiveInvoiceWorkflow.run, CollectiveInvoiceInput(period=period),
+        id=f"collective-{uuid.uuid4().hex[:8]}", task_queue=stack.task_queue)
+
+
+async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any,
+                                               tmp_path: Path) -> None:
+    email = f"einkauf-{uuid.uuid4().hex[:6]}@bergsport.example"
+    flag(stack, tmp_path, f'[[customers]]\nemail = "{email}"\ncollective_invoice = true\n'
+                          'payment_term_days = 30\n')
+    first, second = customer_order(email), customer_order(email)
+    prepaid = customer_order(email, method="paid")  # not on invoice terms: invoiced alone
+    for order in (first, second, prepaid):
+        await ship(stack, order)
+    await waiting_for_collective(stack, first.order_id)
+    await waiting_for_collective(stack, second.order_id)
+    alone = await stack.wait_status(prepaid.order_id, OrderStatus.INVOICED,
+                                    OrderStatus.COMPLETED)
+    assert alone is not None and alone.documents[-1].kind == "invoice"
+    period = period_of(shop_date(datetime.now(UTC), stack.settings))
+
+    summary = await run_collective(stack, period)
+    again = await run_collective(stack, period)
+
+    assert len(summary.invoices) == 1 and summary.orders == 2
+    assert again.invoices == [] and again.orders == 0
+    number = summary.invoices[0]
+    views = [await stack.wait_status(o.order_id, OrderStatus.INVOICED)
+             for o in (first, second)]
+    shares = []
+    for view in views:
+        assert view is not None
+        invoice = [d for d in view.documents if d.kind == "invoice"]
+        assert [d.number for d in invoice] == [number]
+        shares.append(invoice[0].total)
+        assert view.totals.open == view.totals.total == invoice[0].total
+        assert view.waiting_for.endswith(f"due in {german_duration(timedelta(days=30))}")
+
+    mail = await wait_for_mail(mail_catcher, email, f"Sammelrechnung {number}")
+    (attachment,) = list(mail.iter_attachments())
+    assert attachment.get_filename() == f"{number}.pdf"
+    pdf = attachment.get_content()
+    text = pdf_text(pdf)
+    assert first.order_id in text and second.order_id in text and number in text
+    found = xml_of_pdf(pdf)
+    assert found is not None
+    root = etree.fromstring(found[1])
+    total = sum(shares, Decimal(0))
+    assert Decimal(root.findtext(".//ram:GrandTotalAmount", namespaces=NS) or "0") == total
+    assert root.findtext(".//ram:DueDateDateTime/*", namespaces=NS)
+    assert len([m for m in mail_catcher.messages()
+                if "Sammelrechnung" in str(m["Subject"]) and email in str(m["To"])]) == 1
+
+    # bank matching: one transfer naming the number pays both orders
+    items = {i.order_id: i for i in open_items(stack.engine, days=1)}
+    assert items[first.order_id].invoice_number == number
+    assert items[second.order_id].invoice_number == number
+    result = match_credit(
+        Credit(amount=total, payer="Bergsport GmbH", remittance=[number.replace("-", " ")]),
+        [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
+                  open_amount=i.open_amount, customer_name=i.customer_name)
+         for i in items.values()])
+    assert result.outcome == "matched"
+    assert sorted(m.order_id for m in result.matches) == sorted([first.order_id,
+                                                                 second.order_id])
+
+    # credit notes refer to the collective invoice; DATEV books each order under its number
+    with Session(stack.engine) as session:
+        invoice_row, credit = check_credit_note(
+            session, first.order_id, CreditNoteIn(request_id="R1", reason="Rückgabe"),
+            stack.settings)
+    assert invoice_row.number == number and credit.totals.total == shares[0]
+    start, end = period_bounds(period)
+    bookings = [b for b in datev_bookings(stack.engine, stack.settings, start, end)
+                if b.document == number]
+    assert {b.order_id for b in bookings} == {first.order_id, second.order_id}
+    assert sum(b.amount for b in bookings) == total
+
+
+async def test_xrechnung_customers_get_the_xml_by_mail(stack: Stack, mail_catcher: Any,
+                                                       tmp_path: Path) -> None:
+    email = f"rechnung-{uuid.uuid4().hex[:6]}@stadtwerke.example"
+    flag(stack, tmp_path, f'[[customers]]\nemail = "{email}"\neinvoice = "xrechnung"\n'
+                          'buyer_reference = "04011000-12345-34"\n')
+    order = customer_order(email)
+
+    await ship(stack, order)
+    view = await stack.wait_status(order.order_id, OrderStatus.INVOICED)
+
+    assert view is not None
+    (invoice,) = [d for d in view.documents if d.kind == "invoice"]
+    assert invoice.einvoice_id is not None
+    mail = await wait_for_mail(mail_catcher, email, f"Rechnung {invoice.number}")
+    (attachment,) = list(mail.iter_attachments())
+    assert (attachment.get_content_type(), attachment.get_filename()) == (
+        "application/xml", f"{invoice.number}.xml")
+    xml = attachment.get_content()
+    xml = xml if isinstance(xml, bytes) else xml.encode()
+    check_xsd(xml)
+    root = etree.fromstring(xml)
+    assert root.findtext(".//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID",
+                         namespaces=NS) == XRECHNUNG
+    assert root.findtext(".//ram:BuyerReference", namespaces=NS) == "04011000-12345-34"
+    assert "XRechnung" in mail.get_body(("plain",)).get_content()
