@@ -132,6 +132,7 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
                                   other_numbers=[n for n in all_numbers[record.order_id]
                                                  if n != invoices.get(record.order_id)],
                                   open_amount=owed, currency=record.currency,
+                                  cancelled=record.cancelled_at is not None,
                                   customer_name=" ".join(n for n in names if n)))
     return items
 

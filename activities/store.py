@@ -229,6 +229,10 @@ class StoreActivities:
                 row.state = rs.RELEASED
                 session.add(row)
             session.add_all(stocks.values())
+            record = session.get(OrderRecord, input.order_id) if input.cancelled else None
+            if record is not None and record.cancelled_at is None:
+                record.cancelled_at = datetime.now(UTC)
+                session.add(record)
             soft = rs.reservations(session, input.order_id, state=rs.BACKORDERED, lock=True)
             for row in soft:
                 row.state = rs.RELEASED

@@ -126,6 +126,7 @@ class FillBackordersInput(BaseModel):
 class ReleaseStockInput(BaseModel):
     order_id: str
     restock_allocated: bool = False  # also return stock of a shipment that never left
+    cancelled: bool = False  # the order is cancelled: record it (bank matching skips it)
 
 
 class AllocateShipmentInput(BaseModel):

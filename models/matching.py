@@ -9,7 +9,9 @@ remittance lines (``Ustrd``). It is matched, in this order:
    or part: the rest stays open; more than open: the surplus is reported). Several items:
    the credit pays them all when it covers their sum, else the match is ambiguous.
 2. **By amount and payer**: without a reference, exactly one open item with this open
-   amount and a payer whose name shares a word with the customer's.
+   amount and a payer whose name shares a word with the customer's. Cancelled orders are
+   never matched this way (only a reference names them, and the bank import then opens a
+   ticket: the order is closed).
 
 Anything else is ``unmatched`` or ``ambiguous``, with the candidates for a human.
 """
@@ -36,6 +38,7 @@ class OpenItem:
     open_amount: Decimal
     customer_name: str
     other_numbers: tuple[str, ...] = ()  # the order's partial invoices (split shipments)
+    cancelled: bool = False  # a cancelled order: named by a reference only, never by amount
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def match_credit(credit: Credit, items: Sequence[OpenItem]) -> MatchResult:
         return MatchResult("ambiguous", candidates=[i.order_id for i in named],
                            reason=f"names {len(named)} invoices but pays {credit.amount} of "
                                   f"{total}")
-    same_amount = [i for i in items if i.open_amount == credit.amount]
+    same_amount = [i for i in items if i.open_amount == credit.amount and not i.cancelled]
     payer = _words(credit.payer)
     by_name = [i for i in same_amount if payer & _words(i.customer_name)]
     if len(by_name) == 1:

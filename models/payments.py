@@ -45,6 +45,7 @@ class OpenItemView(BaseModel):
     open_amount: Decimal
     currency: str
     customer_name: str
+    cancelled: bool = False  # the order was cancelled: only a reference can name it
 
 
 class FinishStatementInput(BaseModel):

@@ -65,6 +65,7 @@ class OrderRecord(SQLModel, table=True):
     total: Decimal = Field(sa_column=_money())
     payload: str  # the OrderIn as JSON, as received
     created_at: datetime = Field(default_factory=utcnow)
+    cancelled_at: datetime | None = None  # set by the cancellation (bank matching skips it)
 
 
 class Warehouse(SQLModel, table=True):

@@ -71,3 +71,15 @@ def test_a_partial_invoice_number_finds_its_order() -> None:
     assert (result.outcome, [m.order_id for m in result.matches]) == ("partial",
                                                                       ["webshop-100300"])
     assert references_in(["RE-2026-000027"], ITEMS) == []
+
+
+def test_a_cancelled_order_is_named_by_reference_only() -> None:
+    cancelled = OpenItem("webshop-100250", None, D("59.00"), "Bernd Kraus", cancelled=True)
+    items = [cancelled, OpenItem("webshop-100251", None, D("12.00"), "Anna Berg")]
+
+    by_amount = match_credit(Credit(D("59.00"), "Bernd Kraus", ["Danke"]), items)
+    by_reference = match_credit(Credit(D("59.00"), "Bernd Kraus", ["webshop 100250"]), items)
+
+    assert (by_amount.outcome, by_amount.matches) == ("unmatched", [])
+    assert by_reference.outcome == "matched"  # the import then finds the order closed
+    assert [m.order_id for m in by_reference.matches] == ["webshop-100250"]

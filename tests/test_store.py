@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from activities.db import make_engine, migrate
 from activities.masterdata import MasterDataError, load_master_data
+from activities.payments import open_items
 from activities.store import StoreActivities, list_products, stock_levels
 from activities.tickets import TicketActivities, list_tickets
 from models.activities import (
@@ -378,6 +379,25 @@ def test_cancel_after_allocation_restocks_once(store: StoreActivities, engine: E
     assert store.release_stock(restock) == 0  # a retry gives nothing back twice
     assert level(engine, warehouse, tent) == (10, 0)
     assert level(engine, warehouse, stove) == (3, 0)
+
+
+def test_a_cancelled_order_is_marked_for_bank_matching(store: StoreActivities,
+                                                       engine: Engine) -> None:
+    kept, cancelled = make_order(email="a@kept.example"), make_order(email="b@gone.example")
+    for order in (kept, cancelled):
+        store.record_order(OrderInput(order=order))
+    store.release_stock(ReleaseStockInput(order_id=kept.order_id))
+    cancel = ReleaseStockInput(order_id=cancelled.order_id, cancelled=True)
+    store.release_stock(cancel)
+    store.release_stock(cancel)  # a retry
+
+    items = {i.order_id: i for i in open_items(engine, days=1)}
+
+    assert items[kept.order_id].cancelled is False
+    assert items[cancelled.order_id].cancelled is True
+    with Session(engine) as session:
+        record = session.get(OrderRecord, cancelled.order_id)
+        assert record is not None and record.cancelled_at is not None
 
 
 def test_allocate_without_reservation_makes_no_shipment(store: StoreActivities) -> None:

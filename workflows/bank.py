@@ -143,7 +143,8 @@ class BankStatementWorkflow(_FileImport):
             Credit(amount=credit.amount, payer=credit.payer, remittance=credit.remittance),
             [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
                       other_numbers=tuple(i.other_numbers),
-                      open_amount=i.open_amount, customer_name=i.customer_name)
+                      open_amount=i.open_amount, customer_name=i.customer_name,
+                      cancelled=i.cancelled)
              for i in candidates])
         what = (f"credit {credit.amount} {credit.currency} from {credit.payer or 'unknown'} "
                 f"({' / '.join(credit.remittance) or 'no reference'}; {credit.credit_id})")

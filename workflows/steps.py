@@ -292,7 +292,7 @@ class OrderSteps:
         self.wait_for("cancelling")
         released = await self._activity(
             StoreActivities.release_stock,
-            ReleaseStockInput(order_id=self.order_id, restock_allocated=True),
+            ReleaseStockInput(order_id=self.order_id, restock_allocated=True, cancelled=True),
             "release the reserved stock (and any allocated, not handed off)")
         self.view.hold_reasons = []
         self.set_status(OrderStatus.CANCELLED)
