@@ -11,6 +11,7 @@ non-retryable ``NotInvoiced``.
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 
 from sqlalchemy import func
@@ -22,6 +23,7 @@ from activities.collective import collective_invoice_of
 from activities.docstore import (
     MAX_DOCUMENT_ID,
     MAX_KEY,
+    Planned,
     Reserved,
     Target,
     bounded,
@@ -32,10 +34,17 @@ from activities.einvoice import CREDIT_NOTE, einvoice_format, order_einvoice
 from activities.store import customer_billing
 from models.activities import CreditNoteInput, CreditNoteResult
 from models.billing import BillingProfile
-from models.credit import CreditNoteIn, CreditRejected, plan_credit
+from models.credit import (
+    GOODWILL_SKU,
+    SHIPPING_SKU,
+    CreditNoteIn,
+    CreditRejected,
+    plan_credit,
+)
 from models.invoice import compute_invoice
 from models.orders import OrderView
 from models.tables import Document, Payment
+from models.tax import TaxConfig
 from settings import Settings
 
 __all__ = ["CREDIT_REJECTED", "NOT_INVOICED", "CreditNoteActivities", "check_credit_note",
@@ -45,13 +54,63 @@ CREDIT_REJECTED = "CreditRejected"
 NOT_INVOICED = "NotInvoiced"
 
 
-def _invoice_row(session: Session, order_id: str) -> Document | None:
-    """The order's (final) invoice: its basis is the whole order, whatever partial
-    invoices came before it; or its share of a collective invoice."""
+def _final_invoice(session: Session, order_id: str) -> Document | None:
+    """The order's final invoice (its basis is the whole order, whatever partial invoices
+    came before it), or its share of a collective invoice."""
     return session.exec(select(Document).where(
         Document.order_id == order_id, Document.kind == "invoice", Document.key == "invoice",
         col(Document.content).is_not(None))).first() or collective_invoice_of(session,
                                                                            order_id)
+
+
+def _partial_basis(row: Document, tax: TaxConfig) -> OrderView:
+    """A partial invoice's basis (its shipment's lines, no shipping) with its own total."""
+    assert row.basis is not None
+    basis = OrderView.model_validate_json(row.basis)
+    gross = compute_invoice(basis, tax).gross
+    return basis.model_copy(update={"totals": basis.totals.model_copy(
+        update={"shipping": Decimal("0.00"), "total": gross})})
+
+
+def _invoice_for(session: Session, order_id: str, number: str | None,
+                 tax: TaxConfig) -> tuple[Document, OrderView, bool]:
+    """The invoice a credit note corrects, its basis for the check, and whether it is the
+    order's final invoice: ``number`` if given, else the final invoice, else the only
+    partial one (several partial invoices and no final one: the caller must choose)."""
+    final = _final_invoice(session, order_id)
+    partials = [row for row in session.exec(select(Document).where(
+        Document.order_id == order_id, Document.kind == "invoice",
+        col(Document.key).startswith("invoice:"), col(Document.content).is_not(None))
+        .order_by(col(Document.issued_at))).all() if row.basis is not None]
+    if number is not None:
+        if final is not None and final.number == number:
+            return final, _basis(final), True
+        for row in partials:
+            if row.number == number:
+                return row, _partial_basis(row, tax), False
+        known = [r.number or "" for r in ([final] if final else []) + partials]
+        raise _rejected("invoice_number", f"{number} is not an invoice of order {order_id}"
+                        + (f" (its invoices: {', '.join(known)})" if known else ""))
+    if final is not None:
+        return final, _basis(final), True
+    if len(partials) == 1:
+        return partials[0], _partial_basis(partials[0], tax), False
+    if partials:
+        raise _rejected("invoice_number", "the order has the partial invoices "
+                        f"{', '.join(r.number or '' for r in partials)} and no final one "
+                        "yet: name the invoice to credit")
+    raise ApplicationError(f"order {order_id} has no invoice to credit", type=NOT_INVOICED,
+                           non_retryable=True)
+
+
+def _basis(row: Document) -> OrderView:
+    assert row.basis is not None
+    return OrderView.model_validate_json(row.basis)
+
+
+def _rejected(field: str, reason: str) -> ApplicationError:
+    return ApplicationError(f"{field}: {reason}", {"field": field, "reason": reason},
+                            type=CREDIT_REJECTED, non_retryable=True)
 
 
 def credit_notes_of(session: Session, order_id: str) -> list[Document]:
@@ -64,21 +123,61 @@ def credit_notes_of(session: Session, order_id: str) -> list[Document]:
 def check_credit_note(session: Session, order_id: str, request: CreditNoteIn,
                       settings: Settings) -> tuple[Document, OrderView]:
     """The invoice row and the credited part, or ``ApplicationError`` (NotInvoiced,
-    CreditRejected with ``details[0] = {"field", "reason"}``)."""
-    invoice = _invoice_row(session, order_id)
-    if invoice is None or invoice.basis is None:
-        raise ApplicationError(f"order {order_id} has no invoice to credit", type=NOT_INVOICED,
-                               non_retryable=True)
-    previous = [OrderView.model_validate_json(row.basis)
-                for row in credit_notes_of(session, order_id)
-                if row.basis is not None and row.key != _key(request)]
+    CreditRejected with ``details[0] = {"field", "reason"}``).
+
+    A credit note fits its invoice (lines, shipping and total not credited yet by the
+    credit notes of that invoice); a credit note for a partial invoice must also fit the
+    order as a whole, counting every credit note of the order (the final invoice's basis is
+    the whole order, so its check already does)."""
+    invoice, basis, final = _invoice_for(session, order_id, request.invoice_number,
+                                         settings.tax)
+    earlier = [row for row in credit_notes_of(session, order_id)
+               if row.basis is not None and row.key != _key(request)]
+    own = earlier if final else [row for row in earlier if row.refers_to == invoice.number]
     try:
-        credit = plan_credit(OrderView.model_validate_json(invoice.basis), previous, request,
-                             tax=settings.tax)
+        credit = plan_credit(basis, [_basis(row) for row in own], request, tax=settings.tax)
     except CreditRejected as exc:
-        raise ApplicationError(str(exc), {"field": exc.field, "reason": exc.reason},
-                               type=CREDIT_REJECTED, non_retryable=True) from None
+        raise _rejected(exc.field, exc.reason) from None
+    if not final:
+        _check_order_wide(session, order_id, credit, [_basis(row) for row in earlier],
+                          settings.tax)
     return invoice, credit
+
+
+def _check_order_wide(session: Session, order_id: str, credit: OrderView,
+                      earlier: list[OrderView], tax: TaxConfig) -> None:
+    """All credit notes of the order together never credit more of a line than the order's
+    invoices charged for it, nor more than they charged in all."""
+    bases = _charged(session, order_id, tax)
+    invoiced: Counter[str] = Counter()
+    for view in bases:
+        for line in view.lines:
+            invoiced[line.sku] += line.quantity
+    credited: Counter[str] = Counter()
+    for view in [*earlier, credit]:
+        for line in view.lines:
+            credited[line.sku] += line.quantity
+    for sku, quantity in credited.items():
+        if sku not in (GOODWILL_SKU, SHIPPING_SKU) and quantity > invoiced[sku]:
+            raise _rejected("lines", f"{quantity} x {sku} credited in all, the order's "
+                                     f"invoices charged {invoiced[sku]}")
+    charged = sum((view.totals.total for view in bases), Decimal("0.00"))
+    total = sum((view.totals.total for view in [*earlier, credit]), Decimal("0.00"))
+    if total > charged:
+        raise _rejected("amount", f"credit notes of {total} in all, the order's invoices "
+                                  f"charged {charged}")
+
+
+def _charged(session: Session, order_id: str, tax: TaxConfig) -> list[OrderView]:
+    """What the order's invoices charged: the final invoice's basis (the whole order), else
+    each partial invoice's."""
+    final = _final_invoice(session, order_id)
+    if final is not None:
+        return [_basis(final)]
+    rows = session.exec(select(Document).where(
+        Document.order_id == order_id, Document.kind == "invoice",
+        col(Document.content).is_not(None))).all()
+    return [_partial_basis(row, tax) for row in rows if row.basis is not None]
 
 
 def _key(request: CreditNoteIn) -> str:
@@ -96,15 +195,15 @@ class CreditNoteActivities(DocumentMaker):
                         bounded(f"{order_id}-credit_note-{request.request_id}",
                                 MAX_DOCUMENT_ID), PDF)
 
-        def plan(session: Session) -> str:
-            return check_credit_note(session, order_id, request, self.settings)[1] \
-                .model_dump_json()
+        def plan(session: Session) -> Planned:
+            invoice, credit = check_credit_note(session, order_id, request, self.settings)
+            return Planned(credit.model_dump_json(), refers_to=invoice.number)
 
         def render(reserved: Reserved) -> bytes:
             assert reserved.basis is not None
             credit = OrderView.model_validate_json(reserved.basis)
             with Session(self.engine) as session:
-                invoice = _invoice_row(session, order_id)
+                invoice = self._referred(session, order_id, target.document_id)
                 billing = customer_billing(session, str(credit.customer.email))
             assert invoice is not None and invoice.number and invoice.issued_at
             xrechnung = einvoice_format(billing, credit, self.settings) == "xrechnung"
@@ -139,11 +238,18 @@ class CreditNoteActivities(DocumentMaker):
             subject=f"Gutschrift {reserved.number} zur Rechnung {invoice.number}",
             xrechnung=xrechnung)
 
+    def _referred(self, session: Session, order_id: str, document_id: str) -> Document:
+        """The invoice the credit note ``document_id`` corrects (reserved with it)."""
+        row = session.get(Document, document_id)
+        assert row is not None
+        return _invoice_for(session, order_id, row.refers_to, self.settings.tax)[0]
+
     def _result(self, order_id: str, document_id: str) -> CreditNoteResult:
         with Session(self.engine) as session:
             row = session.get(Document, document_id)
-            invoice = _invoice_row(session, order_id)
-            assert row is not None and row.basis and invoice is not None and invoice.basis
+            invoice = self._referred(session, order_id, document_id)
+            charged = _charged(session, order_id, self.settings.tax)
+            assert row is not None and row.basis and invoice is not None
             credit = OrderView.model_validate_json(row.basis)
             earlier = [OrderView.model_validate_json(r.basis).totals.total
                        for r in credit_notes_of(session, order_id)
@@ -152,12 +258,11 @@ class CreditNoteActivities(DocumentMaker):
                        and r.issued_at <= row.issued_at]
             paid = session.exec(select(func.coalesce(func.sum(Payment.amount), 0))
                                 .where(Payment.order_id == order_id)).one()
-        invoiced = OrderView.model_validate_json(invoice.basis)
         # Payments recorded for the order; an order paid at the channel (method "paid")
         # has none recorded but was paid in full when it was invoiced.
-        paid = max(Decimal(paid), invoiced.totals.paid)
+        paid = max(Decimal(paid), *(view.totals.paid for view in charged))
         return CreditNoteResult(
             document=document_view(row), invoice_number=invoice.number or "",
             total=credit.totals.total, currency=credit.currency, credit=credit,
-            invoice_total=invoiced.totals.total,
+            invoice_total=sum((view.totals.total for view in charged), Decimal("0.00")),
             credited_before=sum(earlier, Decimal("0.00")), paid=paid)

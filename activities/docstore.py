@@ -62,6 +62,14 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """What a plan decides besides the basis: the invoice a credit note corrects."""
+
+    basis: str | None
+    refers_to: str | None = None
+
+
+@dataclass(frozen=True)
 class Reserved:
     """What a numbered document is rendered from (the same on every retry)."""
 
@@ -144,7 +152,8 @@ class DocumentStore:
 
     def issue_numbered(self, target: Target, number_format: str,
                        filename: Callable[[str], str], render: Callable[[Reserved], bytes],
-                       plan: Callable[[Session], str | None] | None = None) -> DocumentView:
+                       plan: Callable[[Session], str | Planned | None] | None = None
+                       ) -> DocumentView:
         """Reserve the next number of ``target.kind`` with the document row (short
         transaction, ``plan`` gives the basis), render outside it, then fill the row once."""
         row = self.reserve(target, number_format, filename, plan)
@@ -164,7 +173,7 @@ class DocumentStore:
         return document_view(row)
 
     def reserve(self, target: Target, number_format: str, filename: Callable[[str], str],
-                plan: Callable[[Session], str | None] | None = None) -> Document:
+                plan: Callable[[Session], str | Planned | None] | None = None) -> Document:
         """The row of ``target``: the one a previous attempt reserved or filled, or a new one
         with the next number (taken and inserted in one transaction, so a failure, a
         rejected plan or a concurrent duplicate gives the number back)."""
@@ -176,12 +185,15 @@ class DocumentStore:
                 issued_at = datetime.now(UTC)
                 sequence = next_number(session, kind=target.series or target.kind,
                                        year=issued_at.year)
-                basis = plan(session) if plan is not None else None
+                planned = plan(session) if plan is not None else None
+                if not isinstance(planned, Planned):
+                    planned = Planned(planned)
                 number = number_format.format(year=issued_at.year, number=sequence)
                 row = Document(
                     document_id=target.document_id, order_id=target.order_id, key=target.key,
                     kind=target.kind, number=number, filename=filename(number),
-                    media_type=target.media_type, issued_at=issued_at, basis=basis)
+                    media_type=target.media_type, issued_at=issued_at, basis=planned.basis,
+                    refers_to=planned.refers_to)
                 session.add(row)
                 session.commit()
                 return row

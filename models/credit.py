@@ -19,11 +19,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from models.invoice import SHIPPING_SKU  # credited shipping: one line per VAT rate
 from models.orders import _IDENT, Money, OrderLine, OrderView, Text, Totals
 from models.rules import line_total, order_tax
-from models.tax import TaxConfig
+from models.tax import TaxConfig, split_shipping
 
-__all__ = ["GOODWILL_SKU", "CreditLineIn", "CreditNoteIn", "CreditRejected", "plan_credit"]
+__all__ = ["GOODWILL_SKU", "SHIPPING_SKU", "CreditLineIn", "CreditNoteIn", "CreditRejected",
+           "plan_credit"]
 
 GOODWILL_SKU = "GUTSCHRIFT"
 
@@ -53,6 +55,8 @@ class CreditNoteIn(BaseModel):
     shipping: Money | None = None  # refunded shipping, as priced (gross b2c, net b2b)
     amount: Money | None = None  # a free amount, as priced, at ``tax_rate``
     tax_rate: Annotated[Decimal, Field(ge=0, le=100, decimal_places=2)] | None = None
+    # the invoice to correct: default the order's final invoice, else its only partial one
+    invoice_number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     by: Annotated[str, StringConstraints(max_length=100)] = "staff"
 
     @model_validator(mode="after")
@@ -77,11 +81,26 @@ def _credited(previous: list[OrderView]) -> tuple[Counter[str], Decimal, Decimal
     total = Decimal(0)
     for credit in previous:
         for line in credit.lines:
-            if line.sku != GOODWILL_SKU:
+            if line.sku == SHIPPING_SKU:
+                shipping += line_total(line)
+            elif line.sku != GOODWILL_SKU:
                 quantities[line.sku] += line.quantity
-        shipping += credit.totals.shipping
+        shipping += credit.totals.shipping  # credit notes of earlier versions
         total += credit.totals.total
     return quantities, shipping, total
+
+
+def _shipping_lines(invoice: OrderView, shipping: Decimal) -> list[OrderLine]:
+    """Credited shipping as lines ``VERSAND``, split across the rates like the invoice's
+    shipping (in proportion to its goods), whatever lines the credit note names."""
+    if not shipping:
+        return []
+    goods: dict[Decimal, Decimal] = {}
+    for line in invoice.lines:
+        goods[line.tax_rate] = goods.get(line.tax_rate, Decimal(0)) + line_total(line)
+    return [OrderLine(sku=SHIPPING_SKU, name="Versandkosten", quantity=1, unit_price=part,
+                      tax_rate=rate)
+            for rate, part in split_shipping(shipping, goods).items() if part]
 
 
 def plan_credit(invoice: OrderView, previous: list[OrderView], request: CreditNoteIn, *,
@@ -128,9 +147,9 @@ def plan_credit(invoice: OrderView, previous: list[OrderView], request: CreditNo
                                    unit_price=request.amount, tax_rate=rate))
     if not lines and not shipping:
         raise CreditRejected("lines", "everything on the invoice is credited already")
-
+    lines += _shipping_lines(invoice, shipping)
     goods = sum((line_total(line) for line in lines), Decimal("0.00"))
-    total = order_tax(lines, shipping, customer=invoice.customer,
+    total = order_tax(lines, Decimal(0), customer=invoice.customer,
                       country=invoice.shipping_address.country, tax=tax).gross
     open_total = invoice.totals.total - credited_total
     if total > open_total:
@@ -138,6 +157,6 @@ def plan_credit(invoice: OrderView, previous: list[OrderView], request: CreditNo
                                        f"of the invoice is not yet credited")
     return invoice.model_copy(update={
         "lines": lines,
-        "totals": Totals(goods=goods, shipping=shipping, total=total),
+        "totals": Totals(goods=goods, shipping=Decimal("0.00"), total=total),
         "shipments": [], "payments": [],
     })

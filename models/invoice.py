@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 HUNDRED = Decimal(100)
+SHIPPING_SKU = "VERSAND"  # the item of an e-invoice that charges or credits only shipping
 PRICE_PLACES = Decimal("0.0001")
 
 # UNCL5305 VAT category codes and, for the 0 % treatments, the VATEX exemption codes.
@@ -234,4 +235,9 @@ def einvoice_figures(invoice: Invoice, *, shipping_reason: str = "Versandkosten"
         lines.append(EinvoiceLine(sku=line.sku, name=line.name, quantity=line.quantity,
                                   net_price=price, net_amount=net,
                                   category=categories[line.tax_rate], rate=line.tax_rate))
+    if not lines:  # only shipping left (split orders): CII needs an item, so it is one
+        lines = [EinvoiceLine(sku=SHIPPING_SKU, name=c.reason, quantity=1, net_price=c.amount,
+                              net_amount=c.amount, category=c.category, rate=c.rate)
+                 for c in charges]
+        charges = []
     return EinvoiceFigures(lines=lines, charges=charges, taxes=taxes)

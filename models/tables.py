@@ -186,6 +186,7 @@ class Document(SQLModel, table=True):
     # credit note's credited part), so a retry renders the same and credit notes can be
     # checked against their invoice.
     basis: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refers_to: str | None = Field(default=None, max_length=40)  # a credit note's invoice
     created_at: datetime = Field(default_factory=utcnow)
 
 

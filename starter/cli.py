@@ -125,7 +125,7 @@ async def cmd_credit_note(args: argparse.Namespace, settings: Settings) -> int:
     request = CreditNoteIn.model_validate({
         "request_id": args.request_id, "reason": args.reason, "lines": lines,
         "shipping": args.shipping, "amount": args.amount, "tax_rate": args.tax_rate,
-        "by": args.by})
+        "invoice_number": args.invoice_number, "by": args.by})
     engine = make_engine(settings.database_url)
     try:
         workflow_id, started = await credits.request_credit_note(
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shipping", help="shipping to credit, as priced")
     p.add_argument("--amount", help="a free amount to credit, as priced")
     p.add_argument("--tax-rate", help="the rate of --amount (default: the invoice's highest)")
+    p.add_argument("--invoice-number", help="the invoice to correct (default: the final "
+                                            "one, else the only partial one)")
     p.add_argument("--by", default="staff")
     add("worker", cmd_worker, "run the Temporal worker")
     add("api", cmd_api, "run the HTTP API")

@@ -5,6 +5,7 @@ the workflow checks again inside the numbering transaction)."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,8 +16,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.credit_notes import NOT_INVOICED, check_credit_note, credit_notes_of
 from activities.docstore import MAX_KEY, bounded, find_document
-from models.credit import CreditNoteIn
+from models.credit import SHIPPING_SKU, CreditNoteIn
 from models.orders import OrderView
+from models.rules import line_total
 from settings import Settings
 from starter import service
 from workflows.credit import CreditNoteWorkflow, CreditNoteWorkflowInput, credit_workflow_id
@@ -84,11 +86,14 @@ def list_credit_notes(engine: Engine, order_id: str) -> list[dict[str, Any]]:
         if row.content is None or row.basis is None:
             continue
         credit = OrderView.model_validate_json(row.basis)
+        shipping = credit.totals.shipping + sum(
+            (line_total(ln) for ln in credit.lines if ln.sku == SHIPPING_SKU), Decimal(0))
         found.append({"document_id": row.document_id, "number": row.number,
+                      "invoice_number": row.refers_to,
                       "filename": row.filename, "total": str(credit.totals.total),
                       "currency": credit.currency,
                       "issued_at": row.issued_at.isoformat() if row.issued_at else None,
                       "lines": [{"sku": ln.sku, "quantity": ln.quantity}
-                                for ln in credit.lines],
-                      "shipping": str(credit.totals.shipping)})
+                                for ln in credit.lines if ln.sku != SHIPPING_SKU],
+                      "shipping": str(shipping)})
     return found

@@ -27,9 +27,10 @@ from temporalio.exceptions import ApplicationError
 from activities.credit_notes import CreditNoteActivities
 from activities.documents import DocumentActivities, get_document
 from activities.einvoice import NSMAP, check_xsd, xml_of_pdf
-from models.activities import CreditNoteInput, DocumentInput
+from models.activities import CreditNoteInput, CreditNoteResult, DocumentInput
 from models.credit import CreditLineIn, CreditNoteIn, CreditRejected, plan_credit
-from models.orders import OrderStatus, OrderView
+from models.invoice import compute_invoice
+from models.orders import OrderStatus, OrderView, ShipmentLine, ShipmentView
 from models.tables import Document, NumberRange, Ticket
 from settings import Settings
 from tests.helpers import FAST, Stack, make_order, running_stack, seed, ship_and_invoice
@@ -93,6 +94,25 @@ def test_earlier_credit_notes_count() -> None:
     assert first.totals.total + rest.totals.total == invoice.totals.total
     with pytest.raises(CreditRejected, match="everything on the invoice is credited"):
         plan_credit(invoice, [first, rest], request("AGAIN"))
+
+
+@pytest.mark.parametrize("customer_type", ["b2c", "b2b"])
+def test_credited_shipping_is_split_like_the_invoices(customer_type: str) -> None:
+    invoice = invoice_view(customer_type=customer_type)
+    charged = compute_invoice(invoice).shipping_parts
+
+    only_shipping = plan_credit(invoice, [], request(shipping="4.90"))
+    with_a_line = plan_credit(invoice, [], request(lines=[{"sku": "GAS-1", "quantity": 1}],
+                                                   shipping="4.90"))
+
+    for credit in (only_shipping, with_a_line):
+        parts = {ln.tax_rate: ln.unit_price for ln in credit.lines if ln.sku == "VERSAND"}
+        assert parts == charged and sum(parts.values()) == Decimal("4.90")
+    assert compute_invoice(only_shipping).gross == (
+        Decimal("4.90") if customer_type == "b2c" else
+        sum(a.gross for a in compute_invoice(only_shipping).taxes))
+    with pytest.raises(CreditRejected, match=r"0\.00 of the invoiced shipping"):
+        plan_credit(invoice, [only_shipping], request("AGAIN", shipping="0.01"))
 
 
 def test_goodwill_amount_at_a_rate_of_the_invoice() -> None:
@@ -170,6 +190,78 @@ def test_no_invoice_no_credit_note_and_no_number(
                                                   request=request()))
     assert (raised.value.type, raised.value.non_retryable) == ("NotInvoiced", True)
     assert last_number(engine, "credit_note") == before
+
+
+def shipment(order: OrderView, number: int, *lines: tuple[str, int]) -> ShipmentView:
+    return ShipmentView(shipment_id=f"{order.order_id}-{number}", warehouse="MAIN",
+                        lines=[ShipmentLine(sku=sku, quantity=q) for sku, q in lines])
+
+
+def credit(credits: CreditNoteActivities, order: OrderView, request_id: str,
+           **fields: Any) -> CreditNoteResult:
+    return credits.issue_credit_note(CreditNoteInput(order_id=order.order_id,
+                                                     request=request(request_id, **fields)))
+
+
+def rejected(credits: CreditNoteActivities, order: OrderView, **fields: Any) -> str:
+    with pytest.raises(ApplicationError) as raised:
+        credit(credits, order, "REJECTED", **fields)
+    assert raised.value.type == "CreditRejected", raised.value
+    return str(raised.value.details[0]["field"])
+
+
+def test_a_split_order_credits_its_partial_invoices_before_the_final_one(
+        activities: tuple[DocumentActivities, CreditNoteActivities], engine: Engine,
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:  # noqa: F811
+    """1 x TENT-2P (229.00) shipped first, 2 x GAS-1 (19.95) second, 4.90 shipping."""
+    documents, credits = activities
+    order = invoice_view()
+    first = documents.issue_invoice(DocumentInput(
+        order=order, shipment=shipment(order, 1, ("TENT-2P", 1))))
+
+    assert rejected(credits, order, lines=[{"sku": "GAS-1", "quantity": 1}]) == "lines[0].sku"
+    tent = credit(credits, order, "R1", lines=[{"sku": "TENT-2P", "quantity": 1}])
+    assert (tent.invoice_number, tent.total, tent.invoice_total) == (
+        first.number, Decimal("229.00"), Decimal("229.00"))
+    row = get_document(engine, tent.document.document_id)
+    assert row is not None and row.content is not None and row.refers_to == first.number
+    found = xml_of_pdf(row.content)
+    assert found is not None and first.number in found[1].decode()
+
+    second = documents.issue_invoice(DocumentInput(
+        order=order, shipment=shipment(order, 2, ("GAS-1", 2))))
+    assert rejected(credits, order) == "invoice_number"  # two partial, no final invoice
+    assert rejected(credits, order, invoice_number="RE-1999-000001") == "invoice_number"
+    gas = credit(credits, order, "R2", invoice_number=second.number)
+    assert (gas.invoice_number, gas.total) == (second.number, Decimal("39.90"))
+
+    final = documents.issue_invoice(DocumentInput(order=order))  # the shipping only
+    assert final.total == Decimal("4.90")
+    rest = credit(credits, order, "R3")  # everything left: the final invoice's shipping
+    assert (rest.invoice_number, rest.total) == (final.number, Decimal("4.90"))
+    assert tent.total + gas.total + rest.total == order.totals.total
+    for document_id in (final.document_id, rest.document.document_id):  # shipping only
+        stored = get_document(engine, document_id)
+        assert stored is not None and stored.content is not None
+        found = xml_of_pdf(stored.content)
+        assert found is not None and broken_rules(schematron, found[1]) == {}
+    assert rejected(credits, order) == "lines"  # nothing left anywhere
+    assert rejected(credits, order, invoice_number=first.number) == "lines"
+
+
+def test_credits_of_the_final_invoice_count_for_the_partial_ones(
+        activities: tuple[DocumentActivities, CreditNoteActivities]) -> None:
+    documents, credits = activities
+    order = invoice_view()
+    first = documents.issue_invoice(DocumentInput(
+        order=order, shipment=shipment(order, 1, ("TENT-2P", 1))))
+    documents.issue_invoice(DocumentInput(order=order))  # the final one: GAS-1 + shipping
+    credit(credits, order, "R1", lines=[{"sku": "TENT-2P", "quantity": 1}])  # on the final
+
+    field = rejected(credits, order, invoice_number=first.number,
+                     lines=[{"sku": "TENT-2P", "quantity": 1}])
+
+    assert field == "lines"  # the one tent is credited already, whichever invoice named it
 
 
 def test_concurrent_full_credits_credit_once(
@@ -254,8 +346,10 @@ async def test_return_through_the_api_credits_mails_and_lowers_the_open_amount(
     mail = await wait_for_mail(mail_catcher, str(order.customer.email), "Gutschrift")
     pdf = next(a for a in mail.iter_attachments() if a.get_content_type() == "application/pdf")
     listed = (await api.get(path, headers=CLIENT)).json()
-    assert [(n["total"], n["lines"]) for n in listed] == [
-        ("79.80", [{"sku": "STOVE-1", "quantity": 2}])]
+    assert [(n["total"], n["lines"], n["shipping"]) for n in listed] == [
+        ("79.80", [{"sku": "STOVE-1", "quantity": 2}], "0.00")]
+    assert listed[0]["invoice_number"] == next(
+        d.number for d in view.documents if d.kind == "invoice")
     assert listed[0]["number"] in "".join(
         p.extract_text() for p in PdfReader(io.BytesIO(pdf.get_content())).pages)
     assert "Rücksendung: Kocher defekt" in mail.get_body(("plain",)).get_content()
