@@ -56,10 +56,20 @@ from models.invoice import compute_invoice
 from models.orders import OrderView
 from models.tables import CollectiveItem, Customer, Document, OrderRecord
 
-__all__ = ["NOTHING_TO_INVOICE", "CollectiveActivities", "collective_invoice_of",
+__all__ = ["COLLECTIVE", "NOTHING_TO_INVOICE", "CollectiveActivities", "collective_invoice_of",
            "collective_numbers", "shares_of"]
 
 NOTHING_TO_INVOICE = "NothingToInvoice"
+COLLECTIVE = "collective_invoice"  # the document kind; numbered from the invoice range
+
+
+def _account(customer_id: int) -> str:
+    """The order id a customer's collective invoices are stored under."""
+    return f"customer-{customer_id}"
+
+
+def _key(period: str) -> str:
+    return f"collective:{period}"
 
 
 def _share(row: Document, item: CollectiveItem) -> Document:
@@ -133,15 +143,17 @@ class CollectiveActivities(DocumentMaker):
                     col(CollectiveItem.document_id).is_(None),
                     col(CollectiveItem.period) <= period)
                 .distinct().order_by(col(CollectiveItem.customer_id))).all()
-        return period, list(customers)
+            # a customer invoiced for this period already: what came later waits a month
+            invoiced = set(session.exec(select(Document.order_id).where(
+                Document.kind == COLLECTIVE, Document.key == _key(period))).all())
+        return period, [c for c in customers if _account(c) not in invoiced]
 
     @activity.defn
     def issue_collective_invoice(self, input: IssueCollectiveInput) -> CollectiveResult:
         """The customer's collective invoice of ``input.period`` (once per customer and
         period; ``NothingToInvoice`` when no order waits)."""
-        target = Target(f"customer-{input.customer_id}", f"collective:{input.period}",
-                        "collective_invoice", f"collective-{input.customer_id}-{input.period}",
-                        PDF, series="invoice")
+        target = Target(_account(input.customer_id), _key(input.period), COLLECTIVE,
+                        f"collective-{input.customer_id}-{input.period}", PDF, series="invoice")
 
         def plan(session: Session) -> str:
             items = session.exec(select(CollectiveItem).where(
@@ -218,16 +230,15 @@ class CollectiveActivities(DocumentMaker):
             parts = self._collective_parts(session, document.document_id)
         assert row is not None and row.issued_at is not None
         issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
-        totals = collective_totals(parts)
+        total = sum((p.invoice.gross for p in parts), Decimal("0.00"))  # = the rates' sum
         xml = self.store.existing(xrechnung_target(target))
         latest = parts[-1].order
         return CollectiveResult(
             document=document_view(row).model_copy(update={
-                "total": sum((t.gross for t in totals), Decimal("0.00")),
-                "einvoice_id": xml.document_id if xml else None}),
+                "total": total, "einvoice_id": xml.document_id if xml else None}),
             email=customer.email,
             customer_name=latest.billing_address.company or latest.billing_address.name,
-            total=sum((t.gross for t in totals), Decimal("0.00")), currency=latest.currency,
+            total=total, currency=latest.currency,
             issued_at=issued_at, due_on=shop_date(issued_at + term, self.settings),
             payment_term=term,
             orders=[(p.order.order_id, p.invoice.gross) for p in parts])

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.collective import collective_numbers, shares_of
+from activities.collective import COLLECTIVE, collective_numbers, shares_of
 from activities.documents import invoice_of
 from activities.export import write_atomically
 from models.activities import ExportDatevInput, ExportDatevResult
@@ -80,7 +80,7 @@ def datev_bookings(engine: Engine, settings: Settings, start: date,
     since, until = _utc_bounds(start, end, zone)
     with Session(engine) as session:
         documents = session.exec(select(Document).where(
-            col(Document.kind).in_(["invoice", "credit_note", "collective_invoice"]),
+            col(Document.kind).in_(["invoice", "credit_note", COLLECTIVE]),
             col(Document.content).is_not(None), col(Document.issued_at) >= since,
             col(Document.issued_at) < until).order_by(col(Document.issued_at))).all()
         payments = session.exec(select(Payment).order_by(col(Payment.created_at))).all()
@@ -90,7 +90,7 @@ def datev_bookings(engine: Engine, settings: Settings, start: date,
         numbers.update(collective_numbers(session))
         bookings: list[Booking] = []
         for row in documents:  # a collective invoice is booked per order, under its number
-            for part in shares_of(session, row) if row.kind == "collective_invoice" else [row]:
+            for part in shares_of(session, row) if row.kind == COLLECTIVE else [row]:
                 if part.basis is not None:
                     bookings += _document_bookings(session, part, config, settings.tax, zone)
     for payment in payments:

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from lxml import etree
 from saxonche import PySaxonProcessor, PyXsltExecutable
 from sqlmodel import Session
-from temporalio.client import Client
 
 from activities.credit_notes import check_credit_note
 from activities.datev import datev_bookings
@@ -49,11 +46,12 @@ from models.matching import Credit, OpenItem, match_credit
 from models.orders import Address, OrderIn, OrderStatus
 from models.workflow_io import german_duration
 from settings import Settings
-from tests.helpers import FAST, Stack, order_payload, running_stack, seed
+from tests.helpers import Stack, order_payload
 from tests.test_credit_notes import wait_for_mail
 from tests.test_documents import make_order as make_view
 from tests.test_documents import pdf_text
 from tests.test_einvoice import broken_rules, mixed_lines, schematron  # noqa: F401 (fixture)
+from tests.test_order_workflow import stack  # noqa: F401 (fixture: worker, seeded catalog)
 from workflows.collective import (
     CollectiveInvoiceInput,
     CollectiveInvoiceSummary,
@@ -117,31 +115,22 @@ def customer_order(email: str, *, method: str = "invoice", b2b: bool = True) -> 
     return OrderIn.model_validate(payload)
 
 
-@pytest.fixture
-async def stack(client: Client, task_queue: str, partner_settings: Settings,
-                tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = partner_settings.model_copy(update={**FAST, "task_queue": task_queue})
-    async with running_stack(client, settings, task_queue) as s:
-        seed(s.engine, tmp_path)
-        yield s
-
-
-def flag(stack: Stack, tmp_path: Path, text: str) -> None:
+def flag(on: Stack, tmp_path: Path, text: str) -> None:
     path = tmp_path / f"customers-{uuid.uuid4().hex[:6]}.toml"
     path.write_text(text, encoding="utf-8")
-    load_master_data(stack.engine, path)
+    load_master_data(on.engine, path)
 
 
-async def ship(stack: Stack, order: OrderIn) -> None:
-    await stack.submit(order)
-    await stack.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
-    await stack.client.get_workflow_handle(order.order_id).signal(
+async def ship(on: Stack, order: OrderIn) -> None:
+    await on.submit(order)
+    await on.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
+    await on.client.get_workflow_handle(order.order_id).signal(
         "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
 
 
-async def waiting_for_collective(stack: Stack, order_id: str) -> None:
+async def waiting_for_collective(on: Stack, order_id: str) -> None:
     for _ in range(300):
-        view = await stack.view(order_id)
+        view = await on.view(order_id)
         if "collective invoice" in view.waiting_for:
             assert view.status == OrderStatus.SHIPPED
             return
@@ -149,13 +138,13 @@ async def waiting_for_collective(stack: Stack, order_id: str) -> None:
     raise AssertionError(f"{order_id} does not wait for the collective invoice: {view}")
 
 
-async def run_collective(stack: Stack, period: str) -> CollectiveInvoiceSummary:
-    return await stack.client.execute_workflow(
+async def run_collective(on: Stack, period: str) -> CollectiveInvoiceSummary:
+    return await on.client.execute_workflow(
         CollectiveInvoiceWorkflow.run, CollectiveInvoiceInput(period=period),
-        id=f"collective-{uuid.uuid4().hex[:8]}", task_queue=stack.task_queue)
+        id=f"collective-{uuid.uuid4().hex[:8]}", task_queue=on.task_queue)
 
 
-async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any,
+async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any,  # noqa: F811
                                                tmp_path: Path) -> None:
     email = f"einkauf-{uuid.uuid4().hex[:6]}@bergsport.example"
     flag(stack, tmp_path, f'[[customers]]\nemail = "{email}"\ncollective_invoice = true\n'
@@ -228,9 +217,21 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any,
     assert {b.order_id for b in bookings} == {first.order_id, second.order_id}
     assert sum(b.amount for b in bookings) == total
 
+    # an order enlisted after its month's invoice waits for the next month's
+    late = customer_order(email)
+    await ship(stack, late)
+    await waiting_for_collective(stack, late.order_id)
+    assert (await run_collective(stack, period)).invoices == []
+    following = period_of(period_bounds(period)[1] + timedelta(days=1))
+    later = await run_collective(stack, following)
+    assert later.orders == 1 and later.invoices != [number]
+    view = await stack.wait_status(late.order_id, OrderStatus.INVOICED)
+    assert view is not None and [d.number for d in view.documents if d.kind == "invoice"] \
+        == later.invoices
 
-async def test_xrechnung_customers_get_the_xml_by_mail(stack: Stack, mail_catcher: Any,
-                                                       tmp_path: Path) -> None:
+
+async def test_xrechnung_customers_get_the_xml_by_mail(
+        stack: Stack, mail_catcher: Any, tmp_path: Path) -> None:  # noqa: F811
     email = f"rechnung-{uuid.uuid4().hex[:6]}@stadtwerke.example"
     flag(stack, tmp_path, f'[[customers]]\nemail = "{email}"\neinvoice = "xrechnung"\n'
                           'buyer_reference = "04011000-12345-34"\n')
