@@ -29,7 +29,14 @@ from activities.docstore import (
     bounded,
     document_view,
 )
-from activities.documents import PDF, DocumentMaker, shop_context, shop_date, xrechnung_target
+from activities.documents import (
+    PDF,
+    DocumentMaker,
+    partial_invoice_rows,
+    shop_context,
+    shop_date,
+    xrechnung_target,
+)
 from activities.einvoice import CREDIT_NOTE, einvoice_format, order_einvoice
 from activities.store import customer_billing
 from models.activities import CreditNoteInput, CreditNoteResult
@@ -78,10 +85,7 @@ def _invoice_for(session: Session, order_id: str, number: str | None,
     order's final invoice: ``number`` if given, else the final invoice, else the only
     partial one (several partial invoices and no final one: the caller must choose)."""
     final = _final_invoice(session, order_id)
-    partials = [row for row in session.exec(select(Document).where(
-        Document.order_id == order_id, Document.kind == "invoice",
-        col(Document.key).startswith("invoice:"), col(Document.content).is_not(None))
-        .order_by(col(Document.issued_at))).all() if row.basis is not None]
+    partials = partial_invoice_rows(session, order_id)
     if number is not None:
         if final is not None and final.number == number:
             return final, _basis(final), True
@@ -174,10 +178,7 @@ def _charged(session: Session, order_id: str, tax: TaxConfig) -> list[OrderView]
     final = _final_invoice(session, order_id)
     if final is not None:
         return [_basis(final)]
-    rows = session.exec(select(Document).where(
-        Document.order_id == order_id, Document.kind == "invoice",
-        col(Document.content).is_not(None))).all()
-    return [_partial_basis(row, tax) for row in rows if row.basis is not None]
+    return [_partial_basis(row, tax) for row in partial_invoice_rows(session, order_id)]
 
 
 def _key(request: CreditNoteIn) -> str:

@@ -61,6 +61,7 @@ __all__ = [
     "get_document",
     "invoice_of",
     "next_number",
+    "partial_invoice_rows",
     "partial_invoices",
     "shop_context",
     "shop_date",
@@ -72,15 +73,20 @@ XML = "application/xml"
 CSV = "text/csv"
 
 
-def partial_invoices(session: Session, order_id: str) -> list[tuple[str, OrderView]]:
-    """The order's partial invoices (one per shipment, issued before the final one) as
-    ``(number, basis)``, oldest first."""
+def partial_invoice_rows(session: Session, order_id: str) -> list[Document]:
+    """The order's issued partial invoices (one per shipment, issued before the final one),
+    oldest first."""
     rows = session.exec(select(Document).where(
         Document.order_id == order_id, Document.kind == "invoice",
         col(Document.key).startswith("invoice:"), col(Document.content).is_not(None))
         .order_by(col(Document.issued_at))).all()
-    return [(row.number or "", OrderView.model_validate_json(row.basis))
-            for row in rows if row.basis is not None]
+    return [row for row in rows if row.basis is not None]
+
+
+def partial_invoices(session: Session, order_id: str) -> list[tuple[str, OrderView]]:
+    """The order's partial invoices as ``(number, basis)``, oldest first."""
+    return [(row.number or "", OrderView.model_validate_json(row.basis or ""))
+            for row in partial_invoice_rows(session, order_id)]
 
 
 def invoice_of(session: Session, row: Document, tax: TaxConfig) -> Invoice:
