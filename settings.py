@@ -31,7 +31,7 @@ from models.datev import DatevConfig
 from models.tax import TaxConfig
 from models.workflow_io import DunningConfig, Duration, parse_duration
 
-__all__ = ["Duration", "Partner", "Settings", "parse_duration"]
+__all__ = ["BankFtp", "Duration", "Partner", "Settings", "parse_duration"]
 
 PROJECT_DIR = Path(__file__).resolve().parent
 # Which documents each hand-off channel can send (``Partner.format``; first = default).
@@ -83,6 +83,25 @@ class Partner(BaseModel):
         if self.channel == "http" and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"partner {self.code}: channel http needs a url (http/https)")
         return self
+
+
+class BankFtp(BaseModel):
+    """An FTP folder where the bank (or the EBICS client in front of it) leaves its camt.053
+    statements. Empty ``host``: none; the Schedule reads only ``ORDERS_BANK_INBOX_DIR``.
+    Otherwise each run first fetches the folder's ``*.xml`` files into the inbox, then moves
+    them on the server to ``archive`` (``""``: deletes them there)."""
+
+    host: str = ""
+    port: int = Field(default=21, ge=1, le=65535)
+    user: str = "anonymous"
+    password: str = ""
+    folder: str = "/"
+    archive: str = "archive"  # relative paths are below ``folder``
+    error_dir: str = "error"  # files too large to take (+ an import ticket)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
 
 
 class Settings(BaseSettings):
@@ -191,6 +210,7 @@ class Settings(BaseSettings):
     bank_inbox_dir: Path = PROJECT_DIR / "var" / "bank" / "inbox"
     bank_statement_interval: Duration = timedelta(minutes=15)
     bank_file_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    bank_ftp: BankFtp = Field(default_factory=BankFtp)  # fetched into bank_inbox_dir
     payment_match_days: int = Field(default=400, ge=1)
 
     @field_validator("shop_timezone")

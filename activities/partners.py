@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError
 from activities.handoff_http import deliver_json, idempotency_key, shipment_json
 from models.activities import HandOffInput, HandOffResult
 from models.tables import Document, Upload
-from settings import Partner, Settings
+from settings import BankFtp, Partner, Settings
 
 __all__ = ["DOCUMENT_MISSING", "PARTNER_UNKNOWN", "PartnerActivities", "connect",
            "load_documents"]
@@ -127,7 +127,7 @@ class PartnerActivities:
 # --- FTP -------------------------------------------------------------------------------
 
 
-def connect(partner: Partner) -> ftplib.FTP:
+def connect(partner: Partner | BankFtp) -> ftplib.FTP:
     """A logged-in connection in binary mode (SIZE answers in bytes); use it in ``with``."""
     ftp = ftplib.FTP(timeout=FTP_TIMEOUT)
     try:

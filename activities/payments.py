@@ -1,10 +1,11 @@
 """Bank statement import: the inbox folder, reading statements, the open items to match.
 
 Files arrive in ``ORDERS_BANK_INBOX_DIR`` (the bank's EBICS client or a share writes them
-there; ``POST /payments/statements`` saves uploads there too). A processed file moves to
-``archive/`` beside the inbox, a rejected one to ``error/``; each content is recorded once
-(``imported_file``, source ``bank``), so the same statement dropped again is archived
-without being applied a second time.
+there; ``POST /payments/statements`` saves uploads there too), or are fetched into it from
+the bank's FTP folder (``ORDERS_BANK_FTP__*``) at the start of every Schedule run. A
+processed file moves to ``archive/`` beside the inbox, a rejected one to ``error/``; each
+content is recorded once (``imported_file``, source ``bank``), so the same statement
+dropped again is archived without being applied a second time.
 
 The open items are the orders of the last ``ORDERS_PAYMENT_MATCH_DAYS`` that still owe
 money: the order total minus recorded payments minus credit notes (orders paid at the
@@ -13,10 +14,12 @@ channel owe nothing), with their invoice number and the customer's names.
 
 from __future__ import annotations
 
+import ftplib
 import hashlib
 import json
 import logging
 import os
+import posixpath
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
@@ -26,19 +29,31 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.advice import record_import, was_imported
+from activities.advice import (
+    ensure_folder,
+    fetch_file,
+    file_names,
+    free_name,
+    move_file,
+    record_import,
+    was_imported,
+)
 from activities.camt import StatementError, parse_statement
 from activities.collective import collective_numbers
+from activities.partners import PART_SUFFIX, connect, remote_path, remote_size
 from activities.settlement import SettlementError, parse_settlement
 from models.orders import OrderView
 from models.payments import (
     BankCreditView,
+    FetchResult,
     FinishStatementInput,
     MarketplacePaymentInput,
     OpenItemView,
     ReadSettlementResult,
     ReadStatementResult,
+    RefusedFile,
     SettlementItem,
     StatementFile,
 )
@@ -87,6 +102,40 @@ def save_upload(inbox: Path, content: bytes, suffix: str = ".xml") -> tuple[str,
         part.write_bytes(content)
         os.replace(part, target)
     return name, sha256
+
+
+def _is_statement_name(name: str) -> bool:
+    """A plain ``*.xml`` name that is not a hidden or half-written file."""
+    if (not name.lower().endswith(".xml") or name.startswith(".")
+            or name.endswith(PART_SUFFIX)):
+        return False
+    try:
+        remote_path("/", name)
+    except ApplicationError:  # a name we could not address again: leave it to a human
+        log.warning("ignoring unusable file name in the bank's FTP folder: %r", name)
+        return False
+    return True
+
+
+def store_fetched(inbox: Path, name: str, content: bytes) -> str:
+    """Write a fetched file into the inbox atomically; a file of that name with the same
+    content (a retry after a crash) is kept as it is. Returns the name in the inbox."""
+    existing = inbox / name
+    if existing.exists() and existing.read_bytes() == content:
+        return name
+    target = _free_path(inbox, name)
+    part = inbox / f".{target.name}.part"
+    part.write_bytes(content)
+    os.replace(part, target)
+    return target.name
+
+
+def _delete(ftp: ftplib.FTP, path: str) -> None:
+    try:
+        ftp.delete(path)
+    except ftplib.error_perm:
+        if remote_size(ftp, path) is not None:  # still there: a real refusal
+            raise
 
 
 def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
@@ -156,6 +205,62 @@ class PaymentActivities:
         target = _free_path(folder, input.name)
         os.replace(path, target)
         return str(target)
+
+    @activity.defn
+    def fetch_bank_files(self) -> FetchResult:
+        """Fetch the statements waiting in the bank's FTP folder into the inbox (nothing when
+        ``ORDERS_BANK_FTP__HOST`` is empty).
+
+        Each ``*.xml`` is first written into the inbox, then moved to the server's archive
+        folder (or deleted there): a crash between the two fetches it again, and the import
+        applies each content once, so a statement is neither lost nor applied twice. A file
+        larger than ``ORDERS_BANK_FILE_MAX_BYTES`` is not downloaded but moved to the
+        server's error folder and reported (the workflow opens a ticket)."""
+        bank = self.settings.bank_ftp
+        result = FetchResult()
+        if not bank.enabled:
+            return result
+        limit = self.settings.bank_file_max_bytes
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        with connect(bank) as ftp:
+            try:
+                names = sorted(n for n in file_names(ftp, bank.folder)
+                               if _is_statement_name(n))
+            except ftplib.error_perm as exc:
+                raise ApplicationError(
+                    f"cannot list the bank's FTP folder {bank.folder!r} on {bank.host}: {exc}",
+                    type="BankFolderMissing", non_retryable=True) from None
+            ftp.voidcmd("TYPE I")  # the listing switched to ASCII, where SIZE is refused
+            for name in names:
+                activity.heartbeat(name)
+                path = posixpath.join(bank.folder, name)
+                fetched = fetch_file(ftp, path, name, limit=limit)
+                if fetched is None:  # taken by another run meanwhile
+                    continue
+                file, content = fetched
+                if content is None:
+                    folder = posixpath.join(bank.folder, bank.error_dir)
+                    ensure_folder(ftp, folder)
+                    target = free_name(ftp, folder, file)
+                    move_file(ftp, path, target)
+                    log.warning("bank FTP: %s has %d bytes, over the limit of %d; moved to %s",
+                                name, file.size, limit, target)
+                    result.refused.append(RefusedFile(
+                        name=name, key=file.sha256, moved_to=target,
+                        reason=f"{file.size} bytes, more than ORDERS_BANK_FILE_MAX_BYTES "
+                               f"({limit})"))
+                    continue
+                local = store_fetched(self.inbox, name, content)
+                if bank.archive:
+                    folder = posixpath.join(bank.folder, bank.archive)
+                    ensure_folder(ftp, folder)
+                    move_file(ftp, path, free_name(ftp, folder, file))
+                else:
+                    _delete(ftp, path)
+                log.info("bank FTP: fetched %s (%d bytes) into the inbox as %s", name,
+                         file.size, local)
+                result.fetched.append(local)
+        return result
 
     @activity.defn
     def list_statement_files(self) -> list[StatementFile]:

@@ -7,14 +7,30 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-__all__ = ["BankCreditView", "FinishStatementInput", "MarketplacePaymentInput", "OpenItemView",
-           "ReadSettlementResult", "ReadStatementResult", "SettlementItem",
-           "SettlementSummary", "StatementFile", "StatementSummary"]
+__all__ = ["BankCreditView", "FetchResult", "FinishStatementInput", "MarketplacePaymentInput",
+           "OpenItemView", "ReadSettlementResult", "ReadStatementResult", "RefusedFile",
+           "SettlementItem", "SettlementSummary", "StatementFile", "StatementSummary"]
 
 
 class StatementFile(BaseModel):
     name: str
     sha256: str
+
+
+class RefusedFile(BaseModel):
+    """A file the bank's FTP folder held that was not fetched (moved to its error folder)."""
+
+    name: str
+    key: str  # identity for the ticket: name, size and modification time
+    reason: str
+    moved_to: str
+
+
+class FetchResult(BaseModel):
+    """What one run fetched from the bank's FTP folder into the inbox."""
+
+    fetched: list[str] = []  # names in the inbox
+    refused: list[RefusedFile] = []
 
 
 class BankCreditView(BaseModel):

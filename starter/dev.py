@@ -133,6 +133,9 @@ def banner(settings: Settings, keys: str) -> str:
         f"  Database          {settings.database_url}",
         f"  Bank inbox        {settings.bank_inbox_dir} (camt.053 files, or POST "
         "/payments/statements)",
+        *([f"  Bank FTP folder   {settings.bank_ftp.host}:{settings.bank_ftp.port}"
+           f"{settings.bank_ftp.folder} (fetched into the bank inbox)"]
+          if settings.bank_ftp.enabled else []),
         "  API keys          " + ", ".join(keys.split(",")),
         "  Try               .venv/bin/orders submit demo/order.json && .venv/bin/orders list",
         "",

@@ -97,7 +97,8 @@ def bank_statements_schedule(settings: Settings, *, task_queue: str | None = Non
     return _schedule(
         BankInboxWorkflow.run,
         ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.bank_statement_interval)]),
-        "Imports bank statements (camt.053) from ORDERS_BANK_INBOX_DIR and matches the "
+        "Imports bank statements (camt.053) from ORDERS_BANK_INBOX_DIR (after fetching "
+        "the bank's FTP folder, if ORDERS_BANK_FTP__HOST is set) and matches the "
         "credits to open orders and invoices", settings, task_queue=task_queue,
         workflow_id=workflow_id, timeout=timedelta(hours=1))
 

@@ -12,7 +12,10 @@ is recorded and the file archived: the same statement imported again (another na
 upload) is archived without being applied twice. A file that is not a valid camt.053 goes
 to ``error/`` with an ``import`` ticket.
 
-``BankInboxWorkflow`` (Schedule ``bank-statements``) runs it for every file in the inbox.
+``BankInboxWorkflow`` (Schedule ``bank-statements``) first fetches the files waiting in the
+bank's FTP folder into the inbox (when one is configured; a file too large to take and an
+unreachable server become ``import`` tickets, the latter once a day, and the local inbox is
+read all the same), then runs ``BankStatementWorkflow`` for every file in the inbox.
 
 ``SettlementWorkflow`` handles a marketplace settlement report (Amazon flat file V2, by
 upload; workflow id ``settlement-{sha256[:32]}``), matched by the marketplace's order id:
@@ -43,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from models.orders import PaymentIn
     from models.payments import (
         BankCreditView,
+        FetchResult,
         FinishStatementInput,
         MarketplacePaymentInput,
         OpenItemView,
@@ -193,6 +197,7 @@ def _unmatched_text(what: str, result: MatchResult) -> str:
 class BankInboxWorkflow:
     @workflow.run
     async def run(self) -> list[StatementSummary]:
+        await self._fetch()
         files: list[StatementFile] = await workflow.execute_activity_method(
             PaymentActivities.list_statement_files, summary="list the bank inbox", **_OPTIONS)
         summaries = []
@@ -207,6 +212,35 @@ class BankInboxWorkflow:
                 continue
             summaries.append(summary)
         return summaries
+
+    async def _fetch(self) -> None:
+        """Fetch from the bank's FTP folder; trouble there becomes a ticket, and the files
+        already in the inbox are imported all the same."""
+        try:
+            fetched: FetchResult = await workflow.execute_activity_method(
+                PaymentActivities.fetch_bank_files, summary="fetch from the bank's FTP folder",
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
+                                         maximum_attempts=3))
+        except FailureError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            day = workflow.now().date().isoformat()
+            await self._ticket(f"bank-ftp-{day}",
+                               f"bank statements could not be fetched from the bank's FTP "
+                               f"folder: {cause.message}")
+            return
+        for refused in fetched.refused:
+            await self._ticket(f"bank-ftp-{refused.key[:16]}",
+                               f"bank statement {refused.name} on the bank's FTP folder "
+                               f"refused: {refused.reason}; moved to {refused.moved_to}")
+
+    async def _ticket(self, key: str, text: str) -> None:
+        await workflow.execute_activity_method(
+            TicketActivities.open_ticket,
+            OpenTicketInput(order_id=None, key=key, kind="import", title=text[:200],
+                            body=text),
+            summary="open a ticket", **_OPTIONS)
 
 
 
