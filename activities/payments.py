@@ -8,8 +8,8 @@ content is recorded once (``imported_file``, source ``bank``), so the same state
 dropped again is archived without being applied a second time.
 
 The open items are the orders of the last ``ORDERS_PAYMENT_MATCH_DAYS`` that still owe
-money: the order total minus recorded payments minus credit notes (orders paid at the
-channel owe nothing), with their invoice number and the customer's names.
+money, oldest first: the order total minus recorded payments minus credit notes (orders
+paid at the channel owe nothing), with their invoice number and the customer's names.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def open_items(engine: Engine, *, days: int) -> list[OpenItemView]:
             select(OrderRecord, Customer, CustomerAddress)
             .join(Customer, col(Customer.id) == OrderRecord.customer_id)
             .join(CustomerAddress, col(CustomerAddress.id) == OrderRecord.billing_address_id)
-            .where(OrderRecord.created_at >= since)).all()
+            .where(OrderRecord.created_at >= since)
+            .order_by(col(OrderRecord.created_at), col(OrderRecord.order_id))).all()
         paid: dict[str, Decimal] = dict(session.exec(
             select(Payment.order_id, func.sum(Payment.amount))
             .group_by(col(Payment.order_id))).all())

@@ -7,7 +7,10 @@ remittance lines (``Ustrd``). It is matched, in this order:
    remittance text, tolerant of case, spacing, separators and leading zeros
    (``"re 2026 0002"`` finds ``RE-2026-000002``). One item: the credit pays it (all of it,
    or part: the rest stays open; more than open: the surplus is reported). Several items:
-   the credit pays them all when it covers their sum, else the match is ambiguous.
+   the credit pays them all when it covers their sum. Less than their sum: when they are
+   the orders of one invoice (a collective invoice), the part paid settles them in turn as
+   the items are listed (oldest order first), the rest stays open; several invoices named
+   with too little money are ambiguous.
 2. **By amount and payer**: without a reference, exactly one open item with this open
    amount and a payer whose name shares a word with the customer's. Cancelled orders are
    never matched this way (only a reference names them, and the bank import then opens a
@@ -93,6 +96,19 @@ def _words(name: str) -> set[str]:
     return {w.casefold() for w in _WORD.findall(name)}
 
 
+def _in_turn(amount: Decimal, items: Sequence[OpenItem]) -> list[Match]:
+    """``amount`` spread over ``items`` in their order, each paid in full while it lasts."""
+    matches = []
+    rest = amount
+    for item in items:
+        if rest <= 0:
+            break
+        paid = min(rest, item.open_amount)
+        matches.append(Match(item.order_id, paid))
+        rest -= paid
+    return matches
+
+
 def match_credit(credit: Credit, items: Sequence[OpenItem]) -> MatchResult:
     """Match one credit against the open items (see the module docstring)."""
     named = references_in(credit.remittance, items)
@@ -107,6 +123,11 @@ def match_credit(credit: Credit, items: Sequence[OpenItem]) -> MatchResult:
         if credit.amount >= total:
             return MatchResult("matched", [Match(i.order_id, i.open_amount) for i in named],
                                surplus=credit.amount - total, reason="references")
+        numbers = {i.invoice_number for i in named}
+        if len(numbers) == 1 and None not in numbers:  # one invoice over several orders
+            return MatchResult("partial", _in_turn(credit.amount, named),
+                               reason=f"pays {credit.amount} of {total} on {numbers.pop()}, "
+                                      "oldest order first")
         return MatchResult("ambiguous", candidates=[i.order_id for i in named],
                            reason=f"names {len(named)} invoices but pays {credit.amount} of "
                                   f"{total}")

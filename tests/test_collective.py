@@ -193,17 +193,26 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any, 
                 if "Sammelrechnung" in str(m["Subject"]) and email in str(m["To"])]) == 1
 
     # bank matching: one transfer naming the number pays both orders
-    items = {i.order_id: i for i in open_items(stack.engine, days=1)}
+    listed = open_items(stack.engine, days=1)  # oldest first
+    items = {i.order_id: i for i in listed}
     assert items[first.order_id].invoice_number == number
     assert items[second.order_id].invoice_number == number
+    assert [i.order_id for i in listed].index(first.order_id) < \
+        [i.order_id for i in listed].index(second.order_id)
+    candidates = [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
+                           open_amount=i.open_amount, customer_name=i.customer_name)
+                  for i in listed]
     result = match_credit(
         Credit(amount=total, payer="Bergsport GmbH", remittance=[number.replace("-", " ")]),
-        [OpenItem(order_id=i.order_id, invoice_number=i.invoice_number,
-                  open_amount=i.open_amount, customer_name=i.customer_name)
-         for i in items.values()])
+        candidates)
     assert result.outcome == "matched"
     assert sorted(m.order_id for m in result.matches) == sorted([first.order_id,
                                                                  second.order_id])
+    short = match_credit(Credit(amount=total - 1, payer="Bergsport GmbH",
+                                remittance=[number]), candidates)
+    assert short.outcome == "partial"
+    assert [(m.order_id, m.amount) for m in short.matches] == [
+        (first.order_id, shares[0]), (second.order_id, shares[1] - 1)]
 
     # credit notes refer to the collective invoice; DATEV books each order under its number
     with Session(stack.engine) as session:

@@ -83,3 +83,25 @@ def test_a_cancelled_order_is_named_by_reference_only() -> None:
     assert (by_amount.outcome, by_amount.matches) == ("unmatched", [])
     assert by_reference.outcome == "matched"  # the import then finds the order closed
     assert [m.order_id for m in by_reference.matches] == ["webshop-100250"]
+
+
+def test_part_of_a_collective_invoice_settles_its_orders_in_turn() -> None:
+    """A collective invoice is one number over several orders; a transfer of part of it
+    pays them as they are listed (oldest first), the rest stays open."""
+    month = [OpenItem(f"b2b-{n}", "RE-2026-000050", D(amount), "Bau AG")
+             for n, amount in ((1, "100.00"), (2, "80.00"), (3, "20.00"))]
+    other = OpenItem("b2b-9", "RE-2026-000051", D("30.00"), "Bau AG")
+
+    part = match_credit(Credit(D("150.00"), "Bau AG", ["RE 2026 50 abzgl. Reklamation"]),
+                        [*month, other])
+    whole = match_credit(Credit(D("200.00"), "Bau AG", ["RE-2026-000050"]), [*month, other])
+    two = match_credit(Credit(D("150.00"), "Bau AG", ["RE-2026-000050 RE-2026-000051"]),
+                       [*month, other])
+
+    assert part.outcome == "partial" and part.surplus == D(0)
+    assert [(m.order_id, m.amount) for m in part.matches] == [("b2b-1", D("100.00")),
+                                                              ("b2b-2", D("50.00"))]
+    assert whole.outcome == "matched"
+    assert [m.amount for m in whole.matches] == [D("100.00"), D("80.00"), D("20.00")]
+    assert (two.outcome, two.matches) == ("ambiguous", [])
+    assert two.candidates == ["b2b-1", "b2b-2", "b2b-3", "b2b-9"]
