@@ -6,7 +6,8 @@ The import workflow calls, per run: ``list_advice_files``, then for each name
 
 1. A file is identified by the SHA-256 of its content. ``finish_advice_file`` records it in
    ``imported_file`` (unique per partner and digest), so the same content is skipped
-   (``already_done``) even when the partner uploads it again under another name.
+   (``already_done``) even when the partner uploads it again under another name. A
+   rejected content is read again (and rejected again, or applied if it now can be).
 2. ``finish_advice_file`` first moves the file (outbox → archive or error folder), then
    writes the row. A retry after a crash between the two finds the file gone and only
    writes the row; a duplicate row from a concurrent run is the same outcome.
@@ -48,12 +49,13 @@ from models.activities import (
     ReadAdviceInput,
     ReadAdviceResult,
 )
-from models.tables import ImportedFile
+from models.tables import ImportedFile, utcnow
 from settings import Partner, Settings
 
 __all__ = ["ADVICE_SUFFIXES", "AdviceActivities", "ensure_folder", "fetch_file", "file_names",
            "free_name", "move_file", "record_import", "was_imported"]
 
+REJECTED = "rejected"  # imported_file.outcome of a file that could not be used
 ADVICE_SUFFIXES = (".xml", ".csv")  # openTRANS DISPATCHNOTIFICATION, the CSV variant
 _NAME_LIMIT = 255  # imported_file.name
 
@@ -134,7 +136,9 @@ class AdviceActivities:
 def record_import(engine: Engine, source: str, name: str, sha256: str, outcome: str,
                   detail: str) -> bool:
     """Record a processed file once per (source, content); False when it was already (an
-    earlier attempt or another run recorded it: the same outcome)."""
+    earlier attempt or another run recorded it: the same outcome). A content rejected
+    before and imported now (sent again after staff fixed, say, the master data) turns
+    from ``rejected`` into the new outcome."""
     with Session(engine) as session:
         session.add(ImportedFile(partner=source[:64], name=name[:_NAME_LIMIT], sha256=sha256,
                                  outcome=outcome, detail=detail[:2000]))
@@ -142,14 +146,30 @@ def record_import(engine: Engine, source: str, name: str, sha256: str, outcome: 
             session.commit()
         except IntegrityError:
             session.rollback()
+        else:
+            return True
+        if outcome == REJECTED:
             return False
+        earlier = session.exec(select(ImportedFile).where(
+            ImportedFile.partner == source[:64], ImportedFile.sha256 == sha256,
+            ImportedFile.outcome == REJECTED).with_for_update()).first()
+        if earlier is None:
+            return False
+        earlier.name, earlier.outcome, earlier.detail = name[:_NAME_LIMIT], outcome, detail[:2000]
+        earlier.imported_at = utcnow()
+        session.add(earlier)
+        session.commit()
     return True
 
 
 def was_imported(engine: Engine, source: str, sha256: str) -> bool:
+    """Whether this content was imported before. A content that was rejected is not: it is
+    read again (a broken file is rejected again, to the error folder, under the ticket it
+    had; one that fails no longer, e.g. after a master-data fix, is applied)."""
     with Session(engine) as session:
         return session.exec(select(ImportedFile.id).where(
-            ImportedFile.partner == source, ImportedFile.sha256 == sha256)).first() is not None
+            ImportedFile.partner == source[:64], ImportedFile.sha256 == sha256,
+            ImportedFile.outcome != REJECTED)).first() is not None
 
 
 # --- FTP -------------------------------------------------------------------------------

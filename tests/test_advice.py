@@ -346,6 +346,28 @@ def test_bad_files_are_reported_then_moved_to_error(
     [row] = imported(engine, result.file.sha256)
     assert (row.outcome, row.detail) == ("rejected", result.error)
 
+    drop(ftp_drop, f"again-{name}", content)  # the partner sends it once more
+    again = activities.read_advice_file(ReadAdviceInput(name=f"again-{name}"))
+    assert not again.already_done and again.error == result.error
+    activities.finish_advice_file(FinishAdviceInput(file=again.file, outcome="rejected",
+                                                    detail=again.error))
+    assert files(ftp_drop, "outbox") == {}
+    assert files(ftp_drop, "error") == {name: content, f"again-{name}": content}
+
+
+def test_a_rejected_content_imported_later_is_recorded_once(engine: Engine) -> None:
+    sha256 = hashlib.sha256(unique().encode()).hexdigest()
+
+    assert advice_module.record_import(engine, "p", "a.xml", sha256, "rejected", "kaputt")
+    assert not advice_module.was_imported(engine, "p", sha256)  # read again when resent
+    assert not advice_module.record_import(engine, "p", "a.xml", sha256, "rejected", "kaputt")
+    assert advice_module.record_import(engine, "p", "b.xml", sha256, "archived", "3 rows")
+    assert advice_module.was_imported(engine, "p", sha256)
+    assert not advice_module.record_import(engine, "p", "c.xml", sha256, "archived", "")
+    assert not advice_module.record_import(engine, "p", "d.xml", sha256, "rejected", "")
+    [row] = imported(engine, sha256)
+    assert (row.name, row.outcome, row.detail) == ("b.xml", "archived", "3 rows")
+
 
 def test_an_oversized_file_is_not_downloaded(partner_settings: Settings, ftp_drop: FtpDrop,
                                              sqlite_engine: Engine,

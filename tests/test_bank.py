@@ -191,6 +191,9 @@ async def test_inbox_statement_v02_and_rejected_files(api: httpx.AsyncClient,
         rejected = session.exec(select(Ticket).where(Ticket.kind == "import",
                                                      col(Ticket.title).contains("kaputt"))).all()
     assert len(rejected) == 1
+    again = await api.post("/payments/statements", headers=STAFF,  # the same broken file
+                           content=b"<Document>kein Kontoauszug</Document>")
+    assert again.status_code == 422 and again.json()["detail"]["field"] == "body"
 
     hostile = await api.post("/payments/statements", headers=STAFF,
                              content=b'<!DOCTYPE x [<!ENTITY e "x">]><Document>&e;</Document>')

@@ -259,6 +259,9 @@ async def test_a_pushed_stock_list_wakes_the_backorder(stack: Stack) -> None:
         assert on_hand(stack.engine, "MAIN", sku) == 2  # 3 arrived, 1 allocated
         hostile = await api.post("/stock-lists", content=XXE, headers=headers)
         assert hostile.status_code == 422 and "DOCTYPE" in hostile.json()["detail"]["reason"]
+        twice = await api.post("/stock-lists", content=XXE, headers=headers)  # sent again
+        assert twice.status_code == 422
+        assert twice.json()["detail"]["ticket_id"] == hostile.json()["detail"]["ticket_id"]
         huge = await api.post("/stock-lists", content=b" " * (LIMIT + 10), headers=headers)
         assert huge.status_code == 413 and huge.json()["detail"]["ticket_id"] > 0
     assert on_hand(stack.engine, "MAIN", sku) == 2
