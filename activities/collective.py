@@ -39,6 +39,7 @@ from activities.einvoice import (
     EinvoiceDocument,
     buyer_of,
     einvoice_format,
+    invoice_terms,
     seller_of,
 )
 from activities.store import billing_profile
@@ -46,6 +47,7 @@ from models.billing import (
     CollectivePart,
     CollectiveResult,
     IssueCollectiveInput,
+    check_period_ended,
     collective_figures,
     collective_totals,
     period_bounds,
@@ -54,13 +56,14 @@ from models.billing import (
 )
 from models.invoice import compute_invoice
 from models.orders import OrderView
-from models.tables import CollectiveItem, Customer, Document, OrderRecord
+from models.tables import CollectiveItem, Customer, Document, MailOutbox, OrderRecord
 
 __all__ = ["COLLECTIVE", "NOTHING_TO_INVOICE", "CollectiveActivities", "collective_invoice_of",
            "collective_numbers", "shares_of"]
 
 NOTHING_TO_INVOICE = "NothingToInvoice"
 COLLECTIVE = "collective_invoice"  # the document kind; numbered from the invoice range
+COLLECTIVE_MAIL = "collective-invoice"  # mail_outbox.key of its mail (order_id: the document)
 
 
 def _account(customer_id: int) -> str:
@@ -133,20 +136,37 @@ class CollectiveActivities(DocumentMaker):
 
     @activity.defn
     def collective_customers(self, period: str | None) -> tuple[str, list[int]]:
-        """The period to invoice (``None``: the month before today in shop time) and the
-        customers with orders waiting that were shipped up to its end."""
-        period = period or previous_period(shop_date(datetime.now(UTC), self.settings))
-        period_bounds(period)  # a bad period fails here, before anything is issued
+        """The period to invoice (``None``: the month before today in shop time; a month
+        that has not ended is refused) and the customers to invoice: those with orders
+        waiting that were shipped up to its end, and those whose invoice of the period an
+        earlier run did not finish (not stored, or its mail not sent: the run failed or was
+        stopped), which a rerun completes."""
+        today = shop_date(datetime.now(UTC), self.settings)
+        period = period or previous_period(today)
+        try:
+            check_period_ended(period, today)  # a bad period fails here, before anything
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="PeriodNotEnded", non_retryable=True) from None
         with Session(self.engine) as session:
-            customers = session.exec(
+            waiting = session.exec(
                 select(CollectiveItem.customer_id).where(
                     col(CollectiveItem.document_id).is_(None),
                     col(CollectiveItem.period) <= period)
-                .distinct().order_by(col(CollectiveItem.customer_id))).all()
+                .distinct()).all()
             # a customer invoiced for this period already: what came later waits a month
-            invoiced = set(session.exec(select(Document.order_id).where(
-                Document.kind == COLLECTIVE, Document.key == _key(period))).all())
-        return period, [c for c in customers if _account(c) not in invoiced]
+            invoiced = {account: (document_id, stored) for account, document_id, stored in
+                        session.exec(select(Document.order_id, Document.document_id,
+                                            col(Document.content).is_not(None))
+                                     .where(Document.kind == COLLECTIVE,
+                                            Document.key == _key(period))).all()}
+            mailed = set(session.exec(select(MailOutbox.order_id).where(
+                MailOutbox.key == COLLECTIVE_MAIL, MailOutbox.status == "sent",
+                col(MailOutbox.order_id).in_([d for d, _ in invoiced.values()]))).all())
+        unfinished = {int(account.removeprefix("customer-"))
+                      for account, (document_id, stored) in invoiced.items()
+                      if not stored or document_id not in mailed}
+        return period, sorted({c for c in waiting if _account(c) not in invoiced}
+                              | unfinished)
 
     @activity.defn
     def issue_collective_invoice(self, input: IssueCollectiveInput) -> CollectiveResult:
@@ -176,7 +196,9 @@ class CollectiveActivities(DocumentMaker):
             raise ApplicationError(f"unknown customer #{input.customer_id}",
                                    type="UnknownCustomer", non_retryable=True)
         billing = billing_profile(customer)
-        term = billing.payment_term or self.settings.invoice_payment_term
+        term = (billing.payment_term if billing.payment_term is not None
+                else self.settings.invoice_payment_term)
+        earlier = self.store.existing(target)  # a rerun finishing an earlier run's invoice
 
         def render(reserved: Reserved) -> bytes:
             with Session(self.engine) as session:
@@ -188,10 +210,13 @@ class CollectiveActivities(DocumentMaker):
             due_on = shop_date(reserved.issued_at + term, self.settings)
             totals = collective_totals(parts)
             gross = sum((t.gross for t in totals), Decimal("0.00"))
+            delivered = [shop_date(delivery_date(p.order, reserved.issued_at), self.settings)
+                         for p in parts]
+            first_day, last_day = period_bounds(input.period)
             context = {"shop": shop_context(self.settings), "number": reserved.number,
                        "date": reserved.issued_at, "period": input.period,
-                       "first_day": period_bounds(input.period)[0],
-                       "last_day": period_bounds(input.period)[1],
+                       # orders carried over from earlier months widen the service period
+                       "first_day": min([first_day, *delivered]), "last_day": last_day,
                        "customer": latest.billing_address, "vat_id": latest.customer.vat_id,
                        "parts": parts, "totals": totals, "gross": gross,
                        "prices_gross": latest.customer.type == "b2c",
@@ -201,14 +226,13 @@ class CollectiveActivities(DocumentMaker):
             def einvoice(xr: bool) -> EinvoiceDocument:
                 return EinvoiceDocument(
                     number=reserved.number, type_code=INVOICE, issued_on=issued_on,
-                    delivered_on=max(shop_date(delivery_date(p.order, reserved.issued_at),
-                                               self.settings) for p in parts),
+                    delivered_on=max(delivered),
                     currency=latest.currency, seller=seller_of(self.settings, contact=xr),
                     buyer=buyer_of(latest), ship_to=latest.shipping_address,
                     figures=collective_figures(parts),
                     order_reference=f"Sammelrechnung {input.period}", prepaid=Decimal(0),
                     due_on=due_on,
-                    payment_terms=f"Zahlbar innerhalb von {term.days} Tagen ohne Abzug.",
+                    payment_terms=invoice_terms(term),
                     iban=self.settings.bank_iban, bic=self.settings.bank_bic,
                     account_holder=self.settings.bank_account_holder,
                     notes=tuple(sorted({p.invoice.note for p in parts if p.invoice.note})),
@@ -241,7 +265,8 @@ class CollectiveActivities(DocumentMaker):
             total=total, currency=latest.currency,
             issued_at=issued_at, due_on=shop_date(issued_at + term, self.settings),
             payment_term=term,
-            orders=[(p.order.order_id, p.invoice.gross) for p in parts])
+            orders=[(p.order.order_id, p.invoice.gross) for p in parts],
+            resumed=earlier is not None)
 
     def _collective_parts(self, session: Session, document_id: str) -> list[CollectivePart]:
         parts = []

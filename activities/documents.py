@@ -177,7 +177,8 @@ class DocumentMaker:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.renderer = PdfRenderer(settings.templates_dir / "documents")
+        self.renderer = PdfRenderer(settings.templates_dir / "documents",
+                                    settings.shop_timezone)
         self.store = DocumentStore(engine)
 
     def render_einvoice(self, template: str, context: dict[str, Any],
@@ -337,7 +338,7 @@ class DocumentActivities(DocumentMaker):
                          earlier: list[tuple[str, OrderView]] | None = None,
                          term: timedelta | None = None) -> dict[str, Any]:
         issued_on = shop_date(issued_at, self.settings)
-        term = term or self.settings.invoice_payment_term
+        term = term if term is not None else self.settings.invoice_payment_term  # 0: at once
         return {"shop": shop_context(self.settings), "order": order, "number": number,
                 "date": issued_at, "issued_on": issued_on,
                 "delivery_date": delivery_date(order, issued_at), "payment_term": term,

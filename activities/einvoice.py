@@ -311,6 +311,12 @@ TERMS = {
     "invoice": "Zahlbar innerhalb von {days} Tagen ohne Abzug.",
     "cod": "Zahlung per Nachnahme bei Lieferung.",
 }
+DUE_AT_ONCE = "Zahlbar sofort ohne Abzug."
+
+
+def invoice_terms(term: timedelta) -> str:
+    """The payment terms text of an invoice on invoice terms (BT-20)."""
+    return TERMS["invoice"].format(days=term.days) if term.days else DUE_AT_ONCE
 CREDIT_TERMS = ("Der Betrag wird mit offenen Beträgen der Rechnung verrechnet, bereits "
                 "Gezahltes wird erstattet.")
 
@@ -351,7 +357,8 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
     an XRechnung whose buyer reference is ``buyer_reference`` or the order id."""
     method = order.payment_method
     prepaid = invoice.gross if method in PAID_UP_FRONT and type_code == INVOICE else Decimal(0)
-    terms = TERMS.get(method, "").format(days=(term or settings.invoice_payment_term).days)
+    terms = (invoice_terms(term if term is not None else settings.invoice_payment_term)
+             if method == "invoice" else TERMS.get(method, ""))
     if type_code == CREDIT_NOTE:
         terms = CREDIT_TERMS
     return EinvoiceDocument(

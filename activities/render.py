@@ -16,11 +16,12 @@ import gettext
 import logging
 import mimetypes
 import threading
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import pycountry
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -99,7 +100,11 @@ def format_percent(value: Decimal) -> str:
     return f"{text} %"
 
 
-def format_date(value: datetime) -> str:
+def format_date(value: date | datetime, zone: ZoneInfo | None = None) -> str:
+    """``24.11.2026``; a moment with a time zone is shown as the day it is in ``zone`` (the
+    shop's), so a document issued at 00:30 Berlin time carries that day, not UTC's."""
+    if isinstance(value, datetime) and value.tzinfo is not None and zone is not None:
+        value = value.astimezone(zone)
     return value.strftime("%d.%m.%Y")
 
 
@@ -123,15 +128,17 @@ class PdfRenderer:
     WeasyPrint is mostly Python under the GIL this costs next to nothing.
     """
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, timezone: str = "Europe/Berlin") -> None:
         self.templates_dir = templates_dir.resolve()
+        zone = ZoneInfo(timezone)
         self.env = Environment(
             loader=FileSystemLoader(self.templates_dir),
             autoescape=select_autoescape(["html", "htm", "xml"]),
             undefined=StrictUndefined,
             auto_reload=True,
         )
-        self.env.filters.update(money=format_money, percent=format_percent, date=format_date,
+        self.env.filters.update(money=format_money, percent=format_percent,
+                                date=functools.partial(format_date, zone=zone),
                                 country=format_country)
         self._lock = threading.Lock()
 

@@ -34,6 +34,7 @@ __all__ = [
     "EinvoiceFormat",
     "IssueCollectiveInput",
     "RateTotal",
+    "check_period_ended",
     "collective_figures",
     "collective_totals",
     "period_bounds",
@@ -68,6 +69,7 @@ class CollectiveInvoiced(BaseModel):
     amount: Decimal  # this order's share (its own invoice total)
     issued_at: datetime
     payment_term: timedelta
+    einvoice_id: str | None = None  # the XRechnung XML, for customers who take it
 
 
 class IssueCollectiveInput(BaseModel):
@@ -86,6 +88,7 @@ class CollectiveResult(BaseModel):
     payment_term: timedelta
     # (order_id, amount) of every order on the invoice, in the invoice's order
     orders: list[tuple[str, Decimal]] = Field(default_factory=list)
+    resumed: bool = False  # issued by an earlier run that did not finish delivering it
 
 
 def period_of(day: date) -> str:
@@ -104,6 +107,15 @@ def period_bounds(period: str) -> tuple[date, date]:
     first = date(year, month, 1)
     following = date(year + month // 12, month % 12 + 1, 1)
     return first, following - timedelta(days=1)
+
+
+def check_period_ended(period: str, today: date) -> None:
+    """``ValueError`` unless ``period`` is over on ``today`` (a collective invoice covers a
+    whole month: a month still running, typed for the one before, would take that month's
+    orders under the wrong service period and block the real run)."""
+    if period_bounds(period)[1] >= today:
+        raise ValueError(f"period {period} has not ended yet (today is {today:%Y-%m-%d}); "
+                         f"the last ended month is {previous_period(today)}")
 
 
 # --- the collective invoice's figures (pure) ---------------------------------------------

@@ -256,9 +256,13 @@ async def cmd_collective_invoices(args: argparse.Namespace, settings: Settings) 
     """``orders collective-invoices [--period YYYY-MM]``: issue the collective invoices now."""
     import uuid
 
+    from activities.documents import shop_date
+    from models.billing import check_period_ended
     from workflows.collective import CollectiveInvoiceInput, CollectiveInvoiceWorkflow
 
     wanted = CollectiveInvoiceInput(period=args.period)  # a bad period: exit code 2
+    if wanted.period is not None:  # a month still running: exit code 1, nothing started
+        check_period_ended(wanted.period, shop_date(datetime.now(UTC), settings))
     client = await _client(settings)
     result = await client.execute_workflow(
         CollectiveInvoiceWorkflow.run, wanted,

@@ -162,6 +162,9 @@ async def test_collective_invoices_from_the_cli(stack: Stack, tmp_path: Path) ->
     code, out, err = await orders_cli(stack, tmp_path, "collective-invoices", "--period",
                                       "2001-01")  # nothing shipped that early
     assert code == 0, err
-    assert json.loads(out) == {"period": "2001-01", "invoices": [], "orders": 0}
+    assert json.loads(out) == {"period": "2001-01", "invoices": [], "orders": 0, "resumed": []}
     code, _, err = await orders_cli(stack, tmp_path, "collective-invoices", "--period", "2031-1")
     assert code == 2 and "period" in err
+    code, _, err = await orders_cli(stack, tmp_path, "collective-invoices", "--period",
+                                    "2999-12")  # typed for a month that is still to come
+    assert code == 1 and "2999-12 has not ended yet" in err

@@ -12,9 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from lxml import etree
 from saxonche import PySaxonProcessor, PyXsltExecutable
 from sqlmodel import Session
+from temporalio.client import WorkflowFailureError
 
 from activities.credit_notes import check_credit_note
 from activities.datev import datev_bookings
@@ -32,6 +34,7 @@ from activities.einvoice import (
 )
 from activities.masterdata import load_master_data
 from activities.payments import open_items
+from activities.tickets import list_tickets
 from models.billing import (
     CollectivePart,
     collective_figures,
@@ -121,11 +124,27 @@ def flag(on: Stack, tmp_path: Path, text: str) -> None:
     load_master_data(on.engine, path)
 
 
-async def ship(on: Stack, order: OrderIn) -> None:
+def ended_period(months_back: int = 2) -> str:
+    """A month that has ended, ``months_back`` before the current one (shop time)."""
+    day = shop_date(datetime.now(UTC), Settings())
+    for _ in range(months_back):
+        day = period_bounds(previous_period(day))[0]
+    return period_of(day)
+
+
+def shipped_in(period: str) -> datetime:
+    return datetime.combine(period_bounds(period)[0] + timedelta(days=1),
+                            datetime.min.time(), UTC) + timedelta(hours=12)
+
+
+async def ship(on: Stack, order: OrderIn, shipped_at: datetime | None = None) -> None:
     await on.submit(order)
     await on.wait_status(order.order_id, OrderStatus.HANDED_OFF, query=False)
-    await on.client.get_workflow_handle(order.order_id).signal(
-        "shipment_confirmed", {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"})
+    confirmation = {"carrier": "DHL", "tracking_number": f"JJD{uuid.uuid4().hex[:8]}"}
+    if shipped_at is not None:
+        confirmation["shipped_at"] = shipped_at.isoformat()
+    await on.client.get_workflow_handle(order.order_id).signal("shipment_confirmed",
+                                                               confirmation)
 
 
 async def waiting_for_collective(on: Stack, order_id: str) -> None:
@@ -138,9 +157,9 @@ async def waiting_for_collective(on: Stack, order_id: str) -> None:
     raise AssertionError(f"{order_id} does not wait for the collective invoice: {view}")
 
 
-async def run_collective(on: Stack, period: str) -> CollectiveInvoiceSummary:
+async def run_collective(on: Stack, period: str, **options: Any) -> CollectiveInvoiceSummary:
     return await on.client.execute_workflow(
-        CollectiveInvoiceWorkflow.run, CollectiveInvoiceInput(period=period),
+        CollectiveInvoiceWorkflow.run, CollectiveInvoiceInput(period=period, **options),
         id=f"collective-{uuid.uuid4().hex[:8]}", task_queue=on.task_queue)
 
 
@@ -151,14 +170,14 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any, 
                           'payment_term_days = 30\n')
     first, second = customer_order(email), customer_order(email)
     prepaid = customer_order(email, method="paid")  # not on invoice terms: invoiced alone
+    period = ended_period()
     for order in (first, second, prepaid):
-        await ship(stack, order)
+        await ship(stack, order, shipped_in(period))
     await waiting_for_collective(stack, first.order_id)
     await waiting_for_collective(stack, second.order_id)
     alone = await stack.wait_status(prepaid.order_id, OrderStatus.INVOICED,
                                     OrderStatus.COMPLETED)
     assert alone is not None and alone.documents[-1].kind == "invoice"
-    period = period_of(shop_date(datetime.now(UTC), stack.settings))
 
     summary = await run_collective(stack, period)
     again = await run_collective(stack, period)
@@ -220,7 +239,7 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any, 
             session, first.order_id, CreditNoteIn(request_id="R1", reason="Rückgabe"),
             stack.settings)
     assert invoice_row.number == number and credit.totals.total == shares[0]
-    start, end = period_bounds(period)
+    start, end = period_bounds(period_of(shop_date(datetime.now(UTC), stack.settings)))
     bookings = [b for b in datev_bookings(stack.engine, stack.settings, start, end)
                 if b.document == number]
     assert {b.order_id for b in bookings} == {first.order_id, second.order_id}
@@ -228,7 +247,7 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any, 
 
     # an order enlisted after its month's invoice waits for the next month's
     late = customer_order(email)
-    await ship(stack, late)
+    await ship(stack, late, shipped_in(period))
     await waiting_for_collective(stack, late.order_id)
     assert (await run_collective(stack, period)).invoices == []
     following = period_of(period_bounds(period)[1] + timedelta(days=1))
@@ -237,6 +256,61 @@ async def test_collective_invoice_over_a_month(stack: Stack, mail_catcher: Any, 
     view = await stack.wait_status(late.order_id, OrderStatus.INVOICED)
     assert view is not None and [d.number for d in view.documents if d.kind == "invoice"] \
         == later.invoices
+
+
+async def test_a_run_that_could_not_mail_is_finished_by_the_next(
+        stack: Stack, mail_catcher: Any, tmp_path: Path) -> None:  # noqa: F811
+    email = f"einkauf-{uuid.uuid4().hex[:6]}@huettenbau.example"
+    flag(stack, tmp_path, f'[[customers]]\nemail = "{email}"\ncollective_invoice = true\n'
+                          'payment_term_days = 0\n')
+    order = customer_order(email)
+    period = ended_period()
+    await ship(stack, order, shipped_in(period))
+    await waiting_for_collective(stack, order.order_id)
+
+    mail_catcher.stop()  # SMTP down for longer than the run waits
+    try:
+        with pytest.raises(WorkflowFailureError) as failure:
+            await run_collective(stack, period, customer_timeout=timedelta(seconds=3))
+    finally:
+        mail_catcher.start()
+    assert "orders collective-invoices --period" in causes(failure.value)
+    tickets = [t for t in list_tickets(stack.engine, status="open")
+               if t["title"].startswith(f"collective invoices of {period} failed")]
+    assert len(tickets) == 1 and "customer #" in tickets[0]["title"]
+
+    resumed = await run_collective(stack, period)
+    again = await run_collective(stack, period)
+
+    assert resumed.invoices == [] and len(resumed.resumed) == 1 and resumed.orders == 1
+    assert (again.invoices, again.resumed, again.orders) == ([], [], 0)
+    number = resumed.resumed[0]
+    view = await stack.wait_status(order.order_id, OrderStatus.INVOICED)
+    assert view is not None
+    assert [d.number for d in view.documents if d.kind == "invoice"] == [number]
+    assert not any("ignored" in e.text for e in view.timeline)  # the second signal is quiet
+    mail = await wait_for_mail(mail_catcher, email, f"Sammelrechnung {number}")
+    text = pdf_text(next(mail.iter_attachments()).get_content())
+    assert "sofort fällig" in text  # payment_term_days = 0: due at once, not the default
+    assert len([m for m in mail_catcher.messages()
+                if f"Sammelrechnung {number}" in str(m["Subject"])]) == 1
+
+
+async def test_a_month_that_has_not_ended_is_refused(stack: Stack) -> None:  # noqa: F811
+    current = period_of(shop_date(datetime.now(UTC), stack.settings))
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run_collective(stack, current)
+    assert "has not ended yet" in causes(failure.value)
+
+
+def causes(error: BaseException) -> str:
+    """The messages of an error and everything that caused it."""
+    texts = []
+    current: BaseException | None = error
+    while current is not None:
+        texts.append(str(current))
+        current = current.__cause__ or getattr(current, "cause", None)
+    return " / ".join(texts)
 
 
 async def test_xrechnung_customers_get_the_xml_by_mail(

@@ -16,10 +16,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from lxml import etree
@@ -31,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 from activities import opentrans
 from activities.db import make_engine
 from activities.documents import DocumentActivities, compute_invoice, get_document
-from activities.render import FetchRefused, PdfRenderer, TemplateFetcher
+from activities.render import FetchRefused, PdfRenderer, TemplateFetcher, format_date
 from models.activities import DocumentInput
 from models.orders import (
     Address,
@@ -564,3 +565,12 @@ def test_operator_template_cannot_reach_out(tmp_path: Path, listener: socket.soc
     assert "file:///etc/passwd" in fetched
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
+
+
+def test_document_dates_are_days_in_the_shop_time_zone() -> None:
+    late = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 00:30 on 1 December in Berlin
+    assert format_date(late, ZoneInfo("Europe/Berlin")) == "01.12.2026"
+    assert format_date(late) == "30.11.2026"
+    assert format_date(date(2026, 11, 30), ZoneInfo("Europe/Berlin")) == "30.11.2026"
+    assert PdfRenderer(TEMPLATES, "Europe/Berlin").env.filters["date"](late) == "01.12.2026"
+    assert PdfRenderer(TEMPLATES, "America/New_York").env.filters["date"](late) == "30.11.2026"

@@ -5,9 +5,12 @@ For each customer with orders waiting (shipped up to the end of the period, flag
 ``collective_invoice``) it issues one invoice (``activities/collective.py``), mails it once
 (the PDF, or the XRechnung XML for customers who take it) and signals
 ``collective_invoiced`` to each order on it, which then waits for its money like any
-invoiced order (dunning included). A customer whose invoice fails does not stop the others;
-the workflow fails at the end naming them, and a rerun picks up what is left (an order is
-on exactly one invoice, a mail goes once per invoice).
+invoiced order (dunning included). A customer whose invoice fails (or does not get through
+within ``customer_timeout``, e.g. SMTP down) does not stop the others; the workflow opens a
+ticket and fails at the end naming them. A rerun (``orders collective-invoices --period``)
+picks up what is left: customers with orders still waiting, and invoices an earlier run
+numbered but did not store or mail, which it renders under the same number, signals again
+(an order takes one collective invoice; the same one again is ignored) and mails once.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401
     import idna  # noqa: F401
 
-    from activities.collective import NOTHING_TO_INVOICE, CollectiveActivities
+    from activities.collective import COLLECTIVE_MAIL, NOTHING_TO_INVOICE, CollectiveActivities
     from activities.mail import MailActivities
-    from models.activities import SendMailInput
+    from activities.tickets import TicketActivities
+    from models.activities import OpenTicketInput, SendMailInput
     from models.billing import (
         PERIOD_PATTERN,
         CollectiveInvoiced,
@@ -40,13 +44,15 @@ __all__ = ["CollectiveInvoiceInput", "CollectiveInvoiceSummary", "CollectiveInvo
 
 class CollectiveInvoiceInput(BaseModel):
     period: str | None = Field(default=None, pattern=PERIOD_PATTERN)  # None: last month
-    activity_timeout: timedelta = timedelta(seconds=120)
+    activity_timeout: timedelta = timedelta(seconds=120)  # one attempt of a step
+    customer_timeout: timedelta = timedelta(minutes=30)  # all attempts of a step
 
 
 class CollectiveInvoiceSummary(BaseModel):
     period: str
     invoices: list[str] = Field(default_factory=list)  # the numbers issued
     orders: int = 0
+    resumed: list[str] = Field(default_factory=list)  # earlier runs' invoices finished now
 
 
 @workflow.defn
@@ -56,6 +62,7 @@ class CollectiveInvoiceWorkflow:
                   ) -> CollectiveInvoiceSummary:
         input = input or CollectiveInvoiceInput()  # the Schedule: last month
         options = {"start_to_close_timeout": input.activity_timeout,
+                   "schedule_to_close_timeout": input.customer_timeout,
                    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30),
                                                non_retryable_error_types=[NOTHING_TO_INVOICE])}
         period, customers = await workflow.execute_activity_method(
@@ -70,29 +77,51 @@ class CollectiveInvoiceWorkflow:
                     IssueCollectiveInput(customer_id=customer_id, period=period),
                     summary=f"issue the collective invoice of customer #{customer_id}",
                     **options)
+                await self._deliver(result, period, options)
             except ActivityError as exc:
-                cause = exc.cause
+                cause = exc.cause if exc.cause is not None else exc
                 if isinstance(cause, ApplicationError) and cause.type == NOTHING_TO_INVOICE:
                     continue  # a concurrent run took its orders
                 workflow.logger.error("collective invoice of customer #%s failed: %s",
                                       customer_id, cause)
-                failed.append(f"#{customer_id}: {cause}")
+                failed.append(f"customer #{customer_id}: {cause}")
                 continue
-            await self._deliver(result, period, options)
-            summary.invoices.append(result.document.number or "")
+            number = result.document.number or ""
+            (summary.resumed if result.resumed else summary.invoices).append(number)
             summary.orders += len(result.orders)
         if failed:
-            raise ApplicationError(f"collective invoices of {period} failed for "
-                                   f"{'; '.join(failed)}", type="CollectiveInvoiceFailed")
+            text = (f"collective invoices of {period} failed for {'; '.join(failed)}. Fix the "
+                    f"cause, then run `orders collective-invoices --period {period}`: it "
+                    "finishes these and issues nothing twice.")
+            await workflow.execute_activity_method(
+                TicketActivities.open_ticket,
+                OpenTicketInput(order_id=None, kind="invoice", title=text[:200], body=text,
+                                key=f"collective-{period}-{workflow.info().run_id}"),
+                summary="open a ticket for the failed collective invoices",
+                start_to_close_timeout=input.activity_timeout,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
+            raise ApplicationError(text, type="CollectiveInvoiceFailed")
         return summary
 
     async def _deliver(self, result: CollectiveResult, period: str,
                        options: dict[str, object]) -> None:
+        """Signal the orders, then mail the invoice: a sent mail marks the invoice as
+        delivered (a run stopped before it is finished by the next)."""
         doc = result.document
         number = doc.number or ""
+        for order_id, amount in result.orders:
+            handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run, order_id)
+            try:
+                await handle.signal(OrderWorkflow.collective_invoiced, CollectiveInvoiced(
+                    number=number, document_id=doc.document_id, amount=amount,
+                    issued_at=result.issued_at, payment_term=result.payment_term,
+                    einvoice_id=doc.einvoice_id))
+            except FailureError:  # the order's workflow is gone (terminated by staff)
+                workflow.logger.warning("order %s is closed; collective invoice %s not "
+                                        "signalled", order_id, number)
         await workflow.execute_activity_method(
             MailActivities.send_mail,
-            SendMailInput(order_id=doc.document_id, key="collective-invoice", to=result.email,
+            SendMailInput(order_id=doc.document_id, key=COLLECTIVE_MAIL, to=result.email,
                           template="collective_invoice",
                           context={"invoice_number": number, "period": period,
                                    "invoice_total": str(result.total),
@@ -104,12 +133,3 @@ class CollectiveInvoiceWorkflow:
                                    "xrechnung": doc.einvoice_id is not None},
                           attachments=[doc.einvoice_id or doc.document_id]),
             summary=f"mail the collective invoice {number}", **options)  # type: ignore[arg-type]
-        for order_id, amount in result.orders:
-            handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run, order_id)
-            try:
-                await handle.signal(OrderWorkflow.collective_invoiced, CollectiveInvoiced(
-                    number=number, document_id=doc.document_id, amount=amount,
-                    issued_at=result.issued_at, payment_term=result.payment_term))
-            except FailureError:  # the order's workflow is gone (terminated by staff)
-                workflow.logger.warning("order %s is closed; collective invoice %s not "
-                                        "signalled", order_id, number)

@@ -70,7 +70,8 @@ class Dunning(Fulfilment):
         """The collective invoice's term, else the customer's, else the policy's."""
         if self.collective_invoiced_with is not None:
             return self.collective_invoiced_with.payment_term
-        return self.billing.payment_term or self.policy.payment_term
+        term = self.billing.payment_term  # the customer's own, 0 days included
+        return term if term is not None else self.policy.payment_term
 
     def _invoice_number(self) -> str:
         return next((d.number or "" for d in self.view.documents if d.kind == "invoice"), "")

@@ -301,9 +301,10 @@ class OrderWorkflow(Dunning):
                                  "not invoiced collectively")
             return
         if self.collective_invoiced_with is not None:
-            self.event("signal", f"collective invoice {input.number} ignored: already on "
-                                 f"{self.collective_invoiced_with.number}")
-            return
+            if self.collective_invoiced_with.number != input.number:
+                self.event("signal", f"collective invoice {input.number} ignored: already "
+                                     f"on {self.collective_invoiced_with.number}")
+            return  # the same one again: a rerun finishing its delivery
         self.collective_invoiced_with = input
 
     @workflow.query(name=STATUS_QUERY, description="The order as GET /orders/{order_id} shows it")

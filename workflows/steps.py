@@ -245,7 +245,8 @@ class OrderSteps:
         assert invoiced is not None
         self.view.documents.append(DocumentView(
             document_id=invoiced.document_id, kind="invoice", number=invoiced.number,
-            filename=f"{invoiced.number}.pdf", total=invoiced.amount))
+            filename=f"{invoiced.number}.pdf", total=invoiced.amount,
+            einvoice_id=invoiced.einvoice_id))
         self.set_status(OrderStatus.INVOICED)
         self.event("invoiced", f"collective invoice {invoiced.number}: {invoiced.amount} "
                                f"{self.order.currency} for this order")
