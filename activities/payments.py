@@ -44,6 +44,8 @@ from activities.camt import StatementError, parse_statement
 from activities.collective import collective_numbers
 from activities.partners import PART_SUFFIX, connect, remote_path, remote_size
 from activities.settlement import SettlementError, parse_settlement
+from activities.tickets import TicketActivities
+from models.activities import AdviceFile, OpenTicketInput
 from models.orders import OrderView
 from models.payments import (
     BankCreditView,
@@ -65,7 +67,7 @@ from models.tables import (
     Payment,
     utcnow,
 )
-from settings import Settings
+from settings import BankFtp, Settings
 
 __all__ = ["BANK_SOURCE", "SETTLEMENT_SOURCE", "PaymentActivities", "open_items", "save_upload",
            "settlement_inbox"]
@@ -216,7 +218,8 @@ class PaymentActivities:
         folder (or deleted there): a crash between the two fetches it again, and the import
         applies each content once, so a statement is neither lost nor applied twice. A file
         larger than ``ORDERS_BANK_FILE_MAX_BYTES`` is not downloaded but moved to the
-        server's error folder and reported (the workflow opens a ticket)."""
+        server's error folder with an ``import`` ticket; one whose size changes while it is
+        downloaded (still being written) is left for the next run."""
         bank = self.settings.bank_ftp
         result = FetchResult()
         if not bank.enabled:
@@ -240,16 +243,10 @@ class PaymentActivities:
                     continue
                 file, content = fetched
                 if content is None:
-                    folder = posixpath.join(bank.folder, bank.error_dir)
-                    ensure_folder(ftp, folder)
-                    target = free_name(ftp, folder, file)
-                    move_file(ftp, path, target)
-                    log.warning("bank FTP: %s has %d bytes, over the limit of %d; moved to %s",
-                                name, file.size, limit, target)
-                    result.refused.append(RefusedFile(
-                        name=name, key=file.sha256, moved_to=target,
-                        reason=f"{file.size} bytes, more than ORDERS_BANK_FILE_MAX_BYTES "
-                               f"({limit})"))
+                    result.refused.append(self._refuse(ftp, bank, path, file, limit))
+                    continue
+                if remote_size(ftp, path) != len(content):  # still being written
+                    log.info("bank FTP: %s changed while it was fetched; next run", name)
                     continue
                 local = store_fetched(self.inbox, name, content)
                 if bank.archive:
@@ -262,6 +259,22 @@ class PaymentActivities:
                          file.size, local)
                 result.fetched.append(local)
         return result
+
+    def _refuse(self, ftp: ftplib.FTP, bank: BankFtp, path: str, file: AdviceFile,
+                limit: int) -> RefusedFile:
+        """Move a file too large to take to the server's error folder, with its ticket
+        opened first (a later failure of the same run cannot lose it)."""
+        folder = posixpath.join(bank.folder, bank.error_dir)
+        ensure_folder(ftp, folder)
+        target = free_name(ftp, folder, file)
+        text = (f"bank statement {file.name} on the bank's FTP folder refused: {file.size} "
+                f"bytes, more than ORDERS_BANK_FILE_MAX_BYTES ({limit}); moved to {target}")
+        TicketActivities(self.engine).open_ticket(OpenTicketInput(
+            order_id=None, key=f"bank-ftp-{file.sha256[:16]}", kind="import",
+            title=text[:200], body=text))
+        move_file(ftp, path, target)
+        log.warning("%s", text)
+        return RefusedFile(name=file.name, key=file.sha256, moved_to=target, reason=text)
 
     @activity.defn
     def list_statement_files(self) -> list[StatementFile]:

@@ -230,10 +230,8 @@ class BankInboxWorkflow:
                                f"bank statements could not be fetched from the bank's FTP "
                                f"folder: {cause.message}")
             return
-        for refused in fetched.refused:
-            await self._ticket(f"bank-ftp-{refused.key[:16]}",
-                               f"bank statement {refused.name} on the bank's FTP folder "
-                               f"refused: {refused.reason}; moved to {refused.moved_to}")
+        for refused in fetched.refused:  # each has its ticket already
+            workflow.logger.warning("%s", refused.reason)
 
     async def _ticket(self, key: str, text: str) -> None:
         await workflow.execute_activity_method(
