@@ -19,15 +19,21 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from models.invoice import SHIPPING_SKU  # credited shipping: one line per VAT rate
-from models.orders import _IDENT, Money, OrderLine, OrderView, Text, Totals
+from models.orders import (  # credited shipping: one VERSAND line per VAT rate
+    _IDENT,
+    GOODWILL_SKU,
+    SHIPPING_SKU,
+    Money,
+    OrderLine,
+    OrderView,
+    Text,
+    Totals,
+)
 from models.rules import line_total, order_tax
 from models.tax import TaxConfig, split_shipping
 
 __all__ = ["GOODWILL_SKU", "SHIPPING_SKU", "CreditLineIn", "CreditNoteIn", "CreditRejected",
            "plan_credit"]
-
-GOODWILL_SKU = "GUTSCHRIFT"
 
 
 class CreditRejected(ValueError):

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from models.orders import OrderView
+from models.orders import SHIPPING_SKU, OrderView
 from models.rules import line_total, order_tax, round_money
 from models.tax import TaxAmount, TaxConfig, split_shipping
 
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 HUNDRED = Decimal(100)
-SHIPPING_SKU = "VERSAND"  # the item of an e-invoice that charges or credits only shipping
 PRICE_PLACES = Decimal("0.0001")
 
 # UNCL5305 VAT category codes and, for the 0 % treatments, the VATEX exemption codes.

@@ -21,9 +21,15 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    field_validator,
 )
 
 TASK_QUEUE = "orders"
+# SKUs the documents use for their own lines: credited or separately charged shipping, and a
+# goodwill credit. An order line may not carry them (credit notes tell them apart by SKU).
+SHIPPING_SKU = "VERSAND"
+GOODWILL_SKU = "GUTSCHRIFT"
+RESERVED_SKUS = (SHIPPING_SKU, GOODWILL_SKU)
 STATUS_QUERY = "status"
 
 
@@ -194,6 +200,16 @@ class OrderIn(_Strict):
     gift_message: Note | None = None
     packer_note: Note | None = None
     total: Money | None = None
+
+    @field_validator("lines")
+    @classmethod
+    def _no_reserved_skus(cls, lines: list[OrderLine]) -> list[OrderLine]:
+        for line in lines:
+            if line.sku.upper() in RESERVED_SKUS:
+                raise ValueError(f"SKU {line.sku} is reserved for the shipping and goodwill "
+                                 "lines of invoices and credit notes; send shipping costs as "
+                                 "shipping.price")
+        return lines
 
     @property
     def order_id(self) -> str:
