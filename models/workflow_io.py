@@ -82,6 +82,12 @@ class DunningLevel(BaseModel):
     fee: Annotated[Decimal, Field(ge=0, max_digits=8, decimal_places=2)] = Decimal("0.00")
     letter: bool = False
 
+    @model_validator(mode="after")
+    def _fee_needs_letter(self) -> DunningLevel:
+        if self.fee and not self.letter:  # the letter is the fee's record (bank matching)
+            raise ValueError(f"dunning level {self.name}: a fee needs letter = true")
+        return self
+
 
 def _default_levels() -> list[DunningLevel]:
     return [DunningLevel(name="reminder", title="Zahlungserinnerung", after=timedelta(days=7)),

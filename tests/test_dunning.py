@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,11 +19,13 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 from temporalio.client import Client
 
+from models.credit import CreditNoteIn
 from models.orders import PaymentStatus
 from models.tables import Document, Ticket
 from models.workflow_io import DunningConfig, DunningLevel
 from settings import Settings
 from tests.helpers import FAST, Stack, make_order, running_stack, seed, ship_and_invoice
+from workflows.credit import CreditNoteWorkflow, CreditNoteWorkflowInput
 
 
 def levels(*afters: int) -> list[DunningLevel]:
@@ -123,6 +126,67 @@ async def test_payment_stops_the_dunning(stack: Stack, mail_catcher: Any) -> Non
                                                       Document.kind == "dunning")).all()
     assert letters == []
     assert (await stack.view(order_id)).totals.fees == 0
+
+
+@pytest.mark.parametrize("stack", [DunningConfig(levels=levels(1, 3, 60),
+                                                 collection_after=timedelta(seconds=120))],
+                         indirect=True)
+async def test_a_payment_still_being_recorded_stops_the_next_step(
+        stack: Stack, mail_catcher: Any) -> None:
+    """The money arrives just before the 1. Mahnung is due, but the database is busy, so
+    recording it takes longer than the Mahnung's timer: no Mahnung, no fee."""
+    order_id, email, total = await invoiced(stack)
+    for _ in range(200):
+        if any("Zahlungserinnerung" in str(m["Subject"]) for m in mails(mail_catcher, email)):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no reminder")
+
+    path = stack.settings.database_url.removeprefix("sqlite:///")
+    busy = sqlite3.connect(path, timeout=30)
+    try:
+        busy.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        await stack.client.get_workflow_handle(order_id).signal(
+            "payment_received", {"amount": str(total), "currency": "EUR", "reference": "RE"})
+        await asyncio.sleep(4)  # the 1. Mahnung's timer runs out meanwhile
+    finally:
+        busy.rollback()
+        busy.close()
+
+    assert await stack.result(order_id) == "completed"
+    view = await stack.view(order_id)
+    assert (view.payment_status, view.totals.fees) == (PaymentStatus.PAID, 0)
+    assert not any("Mahnung" in str(m["Subject"]) for m in mails(mail_catcher, email))
+
+
+@pytest.mark.parametrize("stack", [DunningConfig(levels=levels(1, 2, 60),
+                                                 collection_after=timedelta(seconds=120))],
+                         indirect=True)
+async def test_an_invoice_credited_in_full_is_not_dunned_for_its_fees(
+        stack: Stack, mail_catcher: Any) -> None:
+    order_id, email, _ = await invoiced(stack)
+    for _ in range(300):
+        if any("1. Mahnung" in str(m["Subject"]) for m in mails(mail_catcher, email)):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no 1. Mahnung")
+
+    await stack.client.execute_workflow(
+        CreditNoteWorkflow.run, CreditNoteWorkflowInput(order_id=order_id, request=CreditNoteIn(
+            request_id="storno", reason="Rücknahme")),
+        id=f"{order_id}-credit-storno", task_queue=stack.task_queue)
+
+    assert await stack.result(order_id) == "completed"
+    view = await stack.view(order_id)
+    assert view.totals.fees == Decimal("5.00")  # still shown, no longer chased
+    assert not any("2. Mahnung" in str(m["Subject"]) for m in mails(mail_catcher, email))
+
+
+def test_a_fee_needs_a_letter() -> None:
+    with pytest.raises(ValueError, match="a fee needs letter = true"):
+        DunningLevel(name="x", title="Mahnung", after=timedelta(days=1), fee=Decimal("2.50"))
 
 
 def test_levels_must_come_in_order() -> None:

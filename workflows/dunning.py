@@ -5,8 +5,14 @@ the dunning levels of its policy in turn, each ``after`` the due date: a mail (t
 ``dunning``) and, for levels with ``letter``, a PDF letter (``mahnung.html``); a level's fee
 is added to what is owed. After ``collection_after`` a ``collection`` ticket asks a human to
 hand the claim over; the order keeps waiting for the money. Every wait ends as soon as the
-order is paid in full (payments, credit notes): no further step is taken then. Each wait is
-a timer, so a replay takes the same path.
+order is settled: paid in full (counting a payment whose recording is still under way), or
+its invoice credited in full (fees alone are not dunned); no further step is taken then,
+and a step whose timer runs out together with the payment's arrival is not taken either.
+
+The dates count from the invoice's issue (a collective invoice's ``issued_at``), not from
+when dunning starts, so a late start (an invoice mail retried for hours, a collective
+invoice signalled by a rerun days later) does not move the due date. Each wait is a timer
+(at least a second, so the same timers are started on replay).
 """
 
 from __future__ import annotations
@@ -31,26 +37,36 @@ class Dunning(Fulfilment):
                     cancellable: bool = True) -> bool:
         raise NotImplementedError  # OrderWorkflow's
 
-    def paid_in_full(self) -> bool:
-        raise NotImplementedError  # OrderWorkflow's
+    def settled(self) -> bool:
+        """Nothing left to chase: paid in full (counting payments still being recorded), or
+        the invoice credited in full (what is left then is fees, which are not dunned)."""
+        totals = self.view.totals
+        if totals.total - totals.credited <= 0:
+            return True
+        return self.open_amount() - self.arriving <= 0
+
+    async def _until(self, moment: datetime) -> bool:
+        """Wait until ``moment`` (at least a second) or until settled; whether settled."""
+        wait = max(moment - workflow.now(), timedelta(seconds=1))
+        return await self._wait(self.settled, wait, cancellable=False) or self.settled()
 
     async def dun(self) -> None:
         """Wait for the invoice's money, dunning on the way (see the module docstring)."""
         policy = self.policy
-        invoiced_at = workflow.now()
+        invoiced_at = self._issued_at()
         term = self.payment_term()
+        due_at = invoiced_at + term
         self.wait_for(f"waiting for payment of the invoice: {self.open_amount()} "
                       f"{self.order.currency} open, due in {german_duration(term)}")
-        if await self._wait(self.paid_in_full, term, cancellable=False):
+        if await self._until(due_at):
             return
         since_due = timedelta(0)
         for level in policy.dunning.levels:
-            if await self._wait(self.paid_in_full, level.after - since_due, cancellable=False):
+            if await self._until(due_at + level.after):
                 return
             since_due = level.after
             await self._dunning_step(level, invoiced_at)
-        if await self._wait(self.paid_in_full, policy.dunning.collection_after - since_due,
-                            cancellable=False):
+        if await self._until(due_at + policy.dunning.collection_after):
             return
         text = (f"invoice {self._invoice_number()} unpaid {german_duration(since_due)} "
                 f"after the last dunning level: {self.open_amount()} {self.order.currency} "
@@ -64,7 +80,12 @@ class Dunning(Fulfilment):
         self.event("collection", f"{text}; ticket #{ticket.ticket_id}")
         self.wait_for(f"waiting for payment: {self.open_amount()} {self.order.currency} open, "
                       f"collection ticket #{ticket.ticket_id}")
-        await self._wait(self.paid_in_full, None, cancellable=False)
+        await self._wait(self.settled, None, cancellable=False)
+
+    def _issued_at(self) -> datetime:
+        if self.collective_invoiced_with is not None:
+            return self.collective_invoiced_with.issued_at
+        return self.invoiced_at or workflow.now()
 
     def payment_term(self) -> timedelta:
         """The collective invoice's term, else the customer's, else the policy's."""
@@ -74,7 +95,9 @@ class Dunning(Fulfilment):
         return term if term is not None else self.policy.payment_term
 
     def _invoice_number(self) -> str:
-        return next((d.number or "" for d in self.view.documents if d.kind == "invoice"), "")
+        """The invoice dunned: the final (or collective) one, the last of the invoices."""
+        numbers = [d.number or "" for d in self.view.documents if d.kind == "invoice"]
+        return numbers[-1] if numbers else ""
 
     async def _dunning_step(self, level: DunningLevel, invoiced_at: datetime) -> None:
         totals = self.view.totals

@@ -252,7 +252,14 @@ class OrderWorkflow(Dunning):
                 return
             self._payment_ids.add(input.payment_id)
         self._payments_seen += 1
-        await self.apply_payment(input, key=f"payment-{self._payments_seen}")
+        # counted at once: a dunning step due while the payment is being recorded (or in
+        # the same workflow task) sees that the money has come
+        arriving = input.amount if input.currency == self.order.currency else Decimal(0)
+        self.arriving += arriving
+        try:
+            await self.apply_payment(input, key=f"payment-{self._payments_seen}")
+        finally:
+            self.arriving -= arriving
 
     @workflow.signal(
         description="The partner shipped: {carrier, tracking_number, shipped_at, shipment_id?}"

@@ -7,7 +7,7 @@ decides *when* each step runs; this class says *what* a step does.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -75,6 +75,8 @@ class OrderSteps:
         self._tracking_templates: dict[str, str] = {}  # shipment -> its carrier's link
         self.billing = BillingProfile()  # the customer's terms, read when recorded
         self.collective_invoiced_with: CollectiveInvoiced | None = None
+        self.invoiced_at: datetime | None = None  # when the (final) invoice was issued
+        self.arriving = Decimal("0.00")  # payments signalled, still being recorded
         self.view = initial_view(order, totals)
 
     # --- state helpers -----------------------------------------------------------------
@@ -218,6 +220,7 @@ class OrderSteps:
                                    DocumentInput(order=self.view, billing=self.billing),
                                    "issue the invoice (PDF)")
         self.view.documents.append(doc)
+        self.invoiced_at = workflow.now()
         self.set_status(OrderStatus.INVOICED)
         self.event("invoiced", f"invoice {doc.number} over {doc.total} {self.order.currency}")
         await self.send_customer_mail("invoice", "invoice",
