@@ -3,10 +3,15 @@
 A file is parsed without DTDs, entities or network access (``activities.safexml``), then
 validated against the official XSD of its version (``schemas/camt/``) before anything is
 read from it. Only booked credit entries (``CdtDbtInd`` CRDT, status BOOK) are payments;
-debits and pending entries are counted and skipped. An entry with several transactions
-(a batch booking) gives one credit per transaction (``TxDtls``) with its own amount, payer
-and remittance lines; an entry without transaction details is one credit with the entry's
-amount.
+debits and pending entries are counted and skipped. A booked reversal (``RvslInd`` true: a
+customer's payment taken back, or our own transfer returned) is no payment either: it is
+reported apart, for a human. An entry with several transactions (a batch booking) gives one
+credit per transaction (``TxDtls``) with its own amount, payer and remittance lines when the
+transactions add up to the entry's amount; otherwise (or with amounts in another currency)
+the entry is one credit of its booked amount with all their remittance lines, so a credit
+never counts more than was booked. An entry without transaction details is one credit with
+the entry's amount. The remittance lines are every ``Ustrd`` plus the structured references
+(``Strd/RfrdDocInf/Nb``, ``Strd/CdtrRefInf/Ref``).
 
 Each credit carries a stable id (statement id, entry reference, transaction index), so the
 same credit read twice is recognisable.
@@ -24,7 +29,7 @@ from lxml import etree
 from activities.safexml import UntrustedXmlError, parse_untrusted, schema_errors
 from settings import PROJECT_DIR
 
-__all__ = ["BankCredit", "Statement", "StatementError", "parse_statement"]
+__all__ = ["BankCredit", "Reversal", "Statement", "StatementError", "parse_statement"]
 
 SCHEMA_DIR = PROJECT_DIR / "schemas" / "camt"
 VERSIONS = {f"urn:iso:std:iso:20022:tech:xsd:camt.053.001.{v}": v for v in ("02", "08")}
@@ -46,6 +51,17 @@ class BankCredit:
 
 
 @dataclass(frozen=True)
+class Reversal:
+    """A booked reversal: ``credit`` True when money came back to the account."""
+
+    entry_id: str
+    amount: Decimal
+    currency: str
+    credit: bool
+    remittance: list[str]
+
+
+@dataclass(frozen=True)
 class Statement:
     message_id: str
     version: str  # "02" or "08"
@@ -53,6 +69,7 @@ class Statement:
     credits: list[BankCredit] = field(default_factory=list)
     skipped_debits: int = 0
     skipped_pending: int = 0
+    reversals: list[Reversal] = field(default_factory=list)
 
 
 @cache
@@ -116,23 +133,46 @@ def parse_statement(data: bytes, *, max_bytes: int) -> Statement:
         raise StatementError("camt.053 schema: " + "; ".join(errors[:5]))
     message_id = _text(root, "BkToCstmrStmt/GrpHdr/MsgId")
     credits: list[BankCredit] = []
+    reversals: list[Reversal] = []
     debits = pending = 0
     iban = ""
     for statement in _local(root, "BkToCstmrStmt/Stmt"):
         statement_id = _text(statement, "Id") or message_id
         iban = iban or _text(statement, "Acct/Id/IBAN")
         for number, entry in enumerate(_local(statement, "Ntry"), start=1):
-            if _text(entry, "CdtDbtInd") != "CRDT":
-                debits += 1
-                continue
-            if _status(entry, version) != "BOOK":
-                pending += 1
-                continue
             reference = (_text(entry, "NtryRef") or _text(entry, "AcctSvcrRef")
                          or f"#{number}")
-            credits += _entry_credits(entry, f"{statement_id}/{reference}")
+            entry_id = f"{statement_id}/{reference}"
+            booked = _status(entry, version) == "BOOK"
+            credit = _text(entry, "CdtDbtInd") == "CRDT"
+            if booked and _text(entry, "RvslInd").lower() in ("true", "1"):
+                amount, currency = _amount(_local(entry, "Amt")[0])
+                reversals.append(Reversal(entry_id, amount, currency, credit,
+                                          _entry_remittance(entry)))
+                continue
+            if not credit:
+                debits += 1
+                continue
+            if not booked:
+                pending += 1
+                continue
+            credits += _entry_credits(entry, entry_id)
     return Statement(message_id=message_id, version=version, iban=iban, credits=credits,
-                     skipped_debits=debits, skipped_pending=pending)
+                     skipped_debits=debits, skipped_pending=pending, reversals=reversals)
+
+
+def _remittance(node: etree._Element) -> list[str]:
+    """The unstructured lines and structured references under ``node``'s ``RmtInf``."""
+    texts = [(n.text or "").strip() for n in
+             _local(node, "RmtInf/Ustrd") + _local(node, "RmtInf/Strd/RfrdDocInf/Nb")
+             + _local(node, "RmtInf/Strd/CdtrRefInf/Ref")]
+    return [text for text in texts if text]
+
+
+def _entry_remittance(entry: etree._Element) -> list[str]:
+    lines = [line for details in _local(entry, "NtryDtls/TxDtls")
+             for line in _remittance(details)]
+    return lines or [t for t in [_text(entry, "AddtlNtryInf")] if t]
 
 
 def _entry_credits(entry: etree._Element, entry_id: str) -> list[BankCredit]:
@@ -150,10 +190,18 @@ def _entry_credits(entry: etree._Element, entry_id: str) -> list[BankCredit]:
         if len(transactions) > 1 and not amounts:
             raise StatementError(f"entry {entry_id}: a batch booking without the amount of "
                                  f"transaction {index}")
-        remittance = [(node.text or "").strip() for node in _local(details, "RmtInf/Ustrd")]
         credits.append(BankCredit(
             credit_id=f"{entry_id}/{index}", amount=amount, currency=ccy or currency,
-            booked_on=booked_on, payer=_payer(details),
-            remittance=[line for line in remittance if line],
+            booked_on=booked_on, payer=_payer(details), remittance=_remittance(details),
             end_to_end_id=_text(details, "Refs/EndToEndId")))
+    if (sum((c.amount for c in credits), Decimal(0)) != entry_amount
+            or any(c.currency != currency for c in credits)):
+        # the details do not add up to what was booked: the booking counts, as one credit
+        payers = {c.payer for c in credits}
+        return [BankCredit(credit_id=entry_id, amount=entry_amount, currency=currency,
+                           booked_on=booked_on,
+                           payer=payers.pop() if len(payers) == 1 else "",
+                           remittance=[line for c in credits for line in c.remittance],
+                           end_to_end_id=credits[0].end_to_end_id if len(credits) == 1
+                           else "")]
     return credits

@@ -56,6 +56,7 @@ from models.payments import (
     ReadSettlementResult,
     ReadStatementResult,
     RefusedFile,
+    ReversalView,
     SettlementItem,
     StatementFile,
 )
@@ -307,10 +308,13 @@ class PaymentActivities:
         log.info("statement %s (%s, camt.053.001.%s): %d credits, %d debits skipped",
                  file.name, statement.message_id, statement.version, len(credits),
                  statement.skipped_debits)
+        reversals = [ReversalView(entry_id=r.entry_id, amount=r.amount, currency=r.currency,
+                                  credit=r.credit, remittance=r.remittance)
+                     for r in statement.reversals]
         return result.model_copy(update={
             "message_id": statement.message_id, "iban": statement.iban, "credits": credits,
             "skipped_debits": statement.skipped_debits,
-            "skipped_pending": statement.skipped_pending})
+            "skipped_pending": statement.skipped_pending, "reversals": reversals})
 
     @activity.defn
     def open_items(self) -> list[OpenItemView]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -48,8 +49,13 @@ class Settlement:
     other: Decimal = Decimal("0.00")  # rows without an order (subscription fee, reserves)
 
 
+_AMOUNT = re.compile(r"^[+-]?\d[\d.,]*$")
+
+
 def _amount(text: str, line: int) -> Decimal:
     value = text.strip().replace(" ", "")
+    if value and not _AMOUNT.match(value):  # no NaN, Infinity, 1e3
+        raise SettlementError(f"line {line}: not an amount: {text!r}")
     if "," in value and "." in value:
         value = value.replace(".", "").replace(",", ".") if value.rfind(",") > value.rfind(".") \
             else value.replace(",", "")
@@ -79,8 +85,8 @@ def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
         raise SettlementError("line 2: the summary row (settlement-id, total-amount, "
                               "currency) is missing")
     summary = rows[0]
-    settlement = Settlement(settlement_id=summary["settlement-id"].strip(),
-                            currency=summary["currency"].strip(),
+    settlement = Settlement(settlement_id=(summary.get("settlement-id") or "").strip(),
+                            currency=(summary.get("currency") or "").strip(),
                             total=_amount(summary["total-amount"], 2),
                             deposit_date=(summary.get("deposit-date") or "").strip())
     per_order: dict[str, OrderSettlement] = {}
@@ -95,7 +101,11 @@ def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
             settlement.other += amount
             continue
         entry = per_order.setdefault(order_id, OrderSettlement(order_id))
-        kind, amount_type = row["transaction-type"].strip(), row["amount-type"].strip()
+        kind = (row.get("transaction-type") or "").strip()
+        amount_type = (row.get("amount-type") or "").strip()
+        if not kind:
+            raise SettlementError(f"line {line}: order {order_id} without a transaction-type "
+                                  "(a short row?)")
         if kind == "Refund":
             entry.refunded += amount
         elif kind == "Order" and amount_type in PAID_TYPES:

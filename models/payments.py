@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 __all__ = ["BankCreditView", "FetchResult", "FinishStatementInput", "MarketplacePaymentInput",
            "OpenItemView", "ReadSettlementResult", "ReadStatementResult", "RefusedFile",
-           "SettlementItem", "SettlementSummary", "StatementFile", "StatementSummary"]
+           "ReversalView", "SettlementItem", "SettlementSummary", "StatementFile",
+           "StatementSummary"]
 
 
 class StatementFile(BaseModel):
@@ -42,6 +43,16 @@ class BankCreditView(BaseModel):
     remittance: list[str] = []
 
 
+class ReversalView(BaseModel):
+    """A booked reversal on a statement (``credit``: money came back to the account)."""
+
+    entry_id: str
+    amount: Decimal
+    currency: str
+    credit: bool
+    remittance: list[str] = []
+
+
 class ReadStatementResult(BaseModel):
     name: str
     sha256: str
@@ -52,6 +63,7 @@ class ReadStatementResult(BaseModel):
     credits: list[BankCreditView] = []
     skipped_debits: int = 0
     skipped_pending: int = 0
+    reversals: list[ReversalView] = []
 
 
 class OpenItemView(BaseModel):

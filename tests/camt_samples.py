@@ -13,6 +13,8 @@ class Tx:
     payer: str = ""
     remittance: list[str] = field(default_factory=list)
     end_to_end: str = "NOTPROVIDED"
+    invoice_numbers: list[str] = field(default_factory=list)  # Strd/RfrdDocInf/Nb
+    creditor_reference: str = ""  # Strd/CdtrRefInf/Ref
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Entry:
     credit: bool = True
     booked: bool = True
     reference: str = ""
+    reversal: bool = False
 
 
 def statement(entries: list[Entry], *, version: str = "08", message_id: str = "MSG-1",
@@ -55,6 +58,8 @@ def statement(entries: list[Entry], *, version: str = "08", message_id: str = "M
         el(node, "NtryRef", entry.reference or f"E{number}")
         el(node, "Amt", entry.amount, Ccy=currency)
         el(node, "CdtDbtInd", "CRDT" if entry.credit else "DBIT")
+        if entry.reversal:
+            el(node, "RvslInd", "true")
         status = "BOOK" if entry.booked else "PDNG"
         if version == "08":
             el(el(node, "Sts"), "Cd", status)
@@ -77,8 +82,12 @@ def statement(entries: list[Entry], *, version: str = "08", message_id: str = "M
                 if tx.payer:
                     debtor = el(el(tx_node, "RltdPties"), "Dbtr")
                     el(el(debtor, "Pty") if version == "08" else debtor, "Nm", tx.payer)
-                if tx.remittance:
+                if tx.remittance or tx.invoice_numbers or tx.creditor_reference:
                     info = el(tx_node, "RmtInf")
                     for line in tx.remittance:
                         el(info, "Ustrd", line)
+                    for number in tx.invoice_numbers:
+                        el(el(el(info, "Strd"), "RfrdDocInf"), "Nb", number)
+                    if tx.creditor_reference:
+                        el(el(el(info, "Strd"), "CdtrRefInf"), "Ref", tx.creditor_reference)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")

@@ -56,6 +56,52 @@ def test_booked_credits_are_read_debits_and_pending_skipped(version: str) -> Non
     assert len({c.credit_id for c in parsed.credits}) == 3
 
 
+@pytest.mark.parametrize("version", ["02", "08"])
+def test_reversals_are_reported_not_paid(version: str) -> None:
+    data = statement([
+        Entry("49.90", [Tx("49.90", "Demo-Shop", ["Erstattung RE-2026-000042"])],
+              reversal=True),  # our refund came back
+        Entry("80.00", [Tx("80.00", "Anna Berg", ["RE-2026-000043"])], credit=False,
+              reversal=True),  # a customer's payment taken back
+        Entry("12.00", [Tx("12.00", "Eva Kern", ["RE-2026-000044"])]),
+    ], version=version)
+
+    parsed = parse_statement(data, max_bytes=LIMIT)
+
+    assert [c.amount for c in parsed.credits] == [Decimal("12.00")]
+    assert [(r.amount, r.credit, r.remittance) for r in parsed.reversals] == [
+        (Decimal("49.90"), True, ["Erstattung RE-2026-000042"]),
+        (Decimal("80.00"), False, ["RE-2026-000043"])]
+    assert parsed.skipped_debits == 0
+
+
+@pytest.mark.parametrize("version", ["02", "08"])
+def test_transactions_that_do_not_add_up_count_as_the_booked_amount(version: str) -> None:
+    data = statement([
+        Entry("10.00", [Tx("1000.00", "Anna Berg", ["RE-2026-000001"])]),
+        Entry("100.00", [Tx("60.00", "Jörg Müller", ["RE-2026-000003"]),
+                         Tx("60.00", "Eva Kern", ["RE-2026-000004"])]),
+    ], version=version)
+
+    parsed = parse_statement(data, max_bytes=LIMIT)
+
+    assert [(c.amount, c.payer, c.remittance) for c in parsed.credits] == [
+        (Decimal("10.00"), "Anna Berg", ["RE-2026-000001"]),
+        (Decimal("100.00"), "", ["RE-2026-000003", "RE-2026-000004"])]
+
+
+@pytest.mark.parametrize("version", ["02", "08"])
+def test_structured_references_are_remittance_lines(version: str) -> None:
+    data = statement([Entry("49.90", [Tx("49.90", "Bau AG", ["Sammelzahlung"],
+                                         invoice_numbers=["RE-2026-000042"],
+                                         creditor_reference="RF18539007547034")])],
+                     version=version)
+
+    (credit,) = parse_statement(data, max_bytes=LIMIT).credits
+
+    assert credit.remittance == ["Sammelzahlung", "RE-2026-000042", "RF18539007547034"]
+
+
 @pytest.mark.parametrize(("data", "reason"), [
     (b"<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.052.001.02'/>",
      "not a camt.053.001.02 or .08"),
@@ -130,13 +176,15 @@ async def test_statement_pays_orders_once(api: httpx.AsyncClient, stack: Stack) 
         Entry(str(total), [Tx(str(total), "Anna Berg",
                               [f"{invoice_number(first)}, {invoice_number(second)}"])]),
         Entry("12.34", [Tx("12.34", "Verein XY", ["Mitgliedsbeitrag 2026"])]),
+        Entry("80.00", [Tx("80.00", "Anna Berg", ["Ruecklastschrift RE-2026-000099"])],
+              credit=False, reversal=True),
     ], message_id=f"MSG-{uuid.uuid4().hex[:8]}")
 
     answer = await api.post("/payments/statements?wait=true", headers=STAFF, content=data)
 
     assert answer.status_code == 200, answer.text
     summary = StatementSummary.model_validate(answer.json()["summary"])
-    assert (summary.credits, summary.matched, summary.partial, summary.tickets) == (4, 2, 1, 1)
+    assert (summary.credits, summary.matched, summary.partial, summary.tickets) == (4, 2, 1, 2)
     await wait_paid(stack, full.order_id, PaymentStatus.PAID)
     await wait_paid(stack, first.order_id, PaymentStatus.PAID)
     await wait_paid(stack, second.order_id, PaymentStatus.PAID)
@@ -151,6 +199,10 @@ async def test_statement_pays_orders_once(api: httpx.AsyncClient, stack: Stack) 
     with Session(stack.engine) as session:
         tickets = session.exec(select(Ticket).where(col(Ticket.title).contains("12.34"))).all()
     assert len(tickets) == 1 and "Mitgliedsbeitrag" in tickets[0].body
+    with Session(stack.engine) as session:
+        reversed_ = session.exec(select(Ticket).where(col(Ticket.body).contains("taken back"),
+                                                      col(Ticket.body).contains("000099"))).all()
+    assert len(reversed_) == 1
     inbox = stack.settings.bank_inbox_dir
     assert list(inbox.iterdir()) == []
     assert len(list((inbox.parent / "archive").iterdir())) == 1

@@ -66,6 +66,12 @@ def test_payout_per_order_fees_and_refunds_apart() -> None:
     (report("1", "10.00", [("Order", "302-9", "ItemPrice", "Principal", "zehn")]),
      "line 3: not an amount"),
     (HEADER.encode() + b"\n", "summary row"),
+    (report("1", "10.00", [("Order", "302-9", "ItemPrice", "Principal", "NaN")]),
+     "line 3: not an amount"),
+    (report("1", "10.00", [("Order", "302-9", "ItemPrice", "Principal", "1e3")]),
+     "line 3: not an amount"),
+    (report("1", "10.00", []) + "\t".join(["1", "", "", "", "", "EUR", "", "302-9"]).encode()
+     + b"\r\n", "line 3: order 302-9 without a transaction-type"),
 ])
 def test_bad_reports_are_rejected_naming_the_line(data: bytes, reason: str) -> None:
     with pytest.raises(SettlementError, match=reason):

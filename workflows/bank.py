@@ -133,6 +133,14 @@ class BankStatementWorkflow(_FileImport):
             **_OPTIONS)
         for index, credit in enumerate(read.credits):
             await self._apply(read, index, credit)
+        for number, reversal in enumerate(read.reversals):  # not payments: a human books them
+            what = ("returned to us (a refund or transfer of ours that bounced?)"
+                    if reversal.credit else "taken back (a customer's payment reversed?)")
+            await self._ticket(read, f"reversal-{number}", "payment",
+                               f"bank statement {read.name}: {reversal.amount} "
+                               f"{reversal.currency} {what}; "
+                               f"{' / '.join(reversal.remittance) or 'no reference'} "
+                               f"({reversal.entry_id}): check the order and book by hand")
         await self._finish(read, "archived", f"{summary.credits} credits: {summary.matched} "
                                              f"matched, {summary.partial} partial, "
                                              f"{summary.tickets} tickets")
