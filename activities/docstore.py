@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -120,8 +121,11 @@ def document_view(row: Document) -> DocumentView:
 class DocumentStore:
     """Exactly-once storage of documents, numbered ones in two steps (module doc)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timezone: str = "UTC",
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.engine = engine
+        self.zone = ZoneInfo(timezone)  # the shop's: a number's year is the printed date's
+        self.clock = clock
 
     def create_once(self, target: Target, produce: Callable[[], Rendered],
                     basis: str | None = None) -> DocumentView:
@@ -182,13 +186,14 @@ class DocumentStore:
                 return row
         try:
             with Session(self.engine, expire_on_commit=False) as session:
-                issued_at = datetime.now(UTC)
+                issued_at = self.clock()
+                year = issued_at.astimezone(self.zone).year  # 00:30 on 1 January: the new
                 sequence = next_number(session, kind=target.series or target.kind,
-                                       year=issued_at.year)
+                                       year=year)
                 planned = plan(session) if plan is not None else None
                 if not isinstance(planned, Planned):
                     planned = Planned(planned)
-                number = number_format.format(year=issued_at.year, number=sequence)
+                number = number_format.format(year=year, number=sequence)
                 row = Document(
                     document_id=target.document_id, order_id=target.order_id, key=target.key,
                     kind=target.kind, number=number, filename=filename(number),

@@ -179,7 +179,7 @@ class DocumentMaker:
         self.settings = settings
         self.renderer = PdfRenderer(settings.templates_dir / "documents",
                                     settings.shop_timezone)
-        self.store = DocumentStore(engine)
+        self.store = DocumentStore(engine, settings.shop_timezone)
 
     def render_einvoice(self, template: str, context: dict[str, Any],
                         einvoice: Callable[[bool], EinvoiceDocument], *, title: str,

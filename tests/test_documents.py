@@ -31,6 +31,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import opentrans
 from activities.db import make_engine
+from activities.docstore import DocumentStore, Target
 from activities.documents import DocumentActivities, compute_invoice, get_document
 from activities.render import FetchRefused, PdfRenderer, TemplateFetcher, format_date
 from models.activities import DocumentInput
@@ -574,3 +575,29 @@ def test_document_dates_are_days_in_the_shop_time_zone() -> None:
     assert format_date(date(2026, 11, 30), ZoneInfo("Europe/Berlin")) == "30.11.2026"
     assert PdfRenderer(TEMPLATES, "Europe/Berlin").env.filters["date"](late) == "01.12.2026"
     assert PdfRenderer(TEMPLATES, "America/New_York").env.filters["date"](late) == "30.11.2026"
+
+
+def test_a_number_takes_the_year_of_the_shop_date_and_keeps_its_moment(
+        engine: Engine, database_url: str) -> None:
+    """At 00:30 on 1 January in Berlin (23:30 UTC the day before) the number is the new
+    year's; the issue moment reads back unchanged, also from a PostgreSQL session that is
+    not on UTC."""
+    moment = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
+    options = ({"connect_args": {"options": "-c timezone=Europe/Berlin"}}
+               if database_url.startswith("postgresql") else {})
+    berlin_session = make_engine(database_url, **options)
+    kind = f"y{uuid.uuid4().hex[:8]}"
+    try:
+        for zone, year in (("Europe/Berlin", 2026), ("UTC", 2025)):
+            store = DocumentStore(berlin_session, zone, clock=lambda: moment)
+            target = Target(f"order-{kind}", f"test-{zone}", kind, f"{kind}-{year}",
+                            "application/pdf")
+            document = store.issue_numbered(target, "X-{year}-{number:03d}",
+                                            lambda number: f"{number}.pdf",
+                                            lambda reserved: b"%PDF-1.4 test")
+            assert document.number == f"X-{year}-001"
+            with Session(berlin_session) as session:
+                row = session.get(Document, target.document_id)
+            assert row is not None and row.issued_at == moment
+    finally:
+        berlin_session.dispose()
