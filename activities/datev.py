@@ -61,8 +61,12 @@ def _document_bookings(session: Session, row: Document, config: DatevConfig, tax
         if amount.gross == 0:
             continue
         oss = invoice.treatment == "oss"
+        # a rate's rounding remainder on a final invoice can be a cent below zero: DATEV
+        # takes no negative amounts, so it goes on the other side
+        debit = (amount.gross > 0) != credit
         bookings.append(Booking(
-            amount=amount.gross, side="H" if credit else "S", account=config.debitor_account,
+            amount=abs(amount.gross), side="S" if debit else "H",
+            account=config.debitor_account,
             contra_account=config.account(revenue_key(invoice.treatment, amount.rate)),
             booked_on=booked_on, document=row.number,
             text=f"{'Gutschrift' if credit else 'Rechnung'} {row.number} "

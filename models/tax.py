@@ -17,8 +17,9 @@ The treatment (``classify``), checked in this order:
 price is split across the rates in proportion to the goods at each rate (the last rate takes
 the rounding remainder, so the parts add up to the shipping price exactly). Gross prices
 (``b2c``): the VAT contained is computed per rate on the gross sum. Net prices (``b2b``): the
-VAT is added per line and per shipping part, each rounded. For every rate ``net + tax ==
-gross``, and the sums of the rates are the invoice's totals.
+VAT is added once per rate on the rate's net sum (lines rounded per line, plus the
+shipping part), as EN 16931 (BR-CO-17) and DATEV's automatic accounts compute it. For
+every rate ``net + tax == gross``, and the sums of the rates are the invoice's totals.
 """
 
 from __future__ import annotations
@@ -191,23 +192,17 @@ def tax_amounts(lines: Sequence[tuple[Decimal, Decimal]], shipping: Decimal, *,
     (export, reverse charge) gross prices are taken as they are: the customer pays the
     price, without VAT in it."""
     goods: dict[Decimal, Decimal] = defaultdict(Decimal)
-    vat: dict[Decimal, Decimal] = defaultdict(Decimal)
     for line_rate, amount in lines:
-        rate = decision.rate(line_rate)
-        goods[rate] += _money(amount)
-        if not prices_gross:
-            vat[rate] += _money(amount * rate / HUNDRED)
+        goods[decision.rate(line_rate)] += _money(amount)  # rounded per line
     base = dict(goods)
     for rate, part in split_shipping(shipping, goods).items():
         base[rate] += part
-        if not prices_gross:
-            vat[rate] += _money(part * rate / HUNDRED)
     amounts = []
-    for rate, amount in sorted(base.items(), reverse=True):
+    for rate, amount in sorted(base.items(), reverse=True):  # VAT rounded once per rate
         if prices_gross:
             tax = _money(amount * rate / (HUNDRED + rate))
             amounts.append(TaxAmount(rate=rate, net=amount - tax, tax=tax, gross=amount))
         else:
-            amounts.append(TaxAmount(rate=rate, net=amount, tax=vat[rate],
-                                     gross=amount + vat[rate]))
+            tax = _money(amount * rate / HUNDRED)
+            amounts.append(TaxAmount(rate=rate, net=amount, tax=tax, gross=amount + tax))
     return TaxResult(decision=decision, amounts=amounts)

@@ -58,7 +58,11 @@ TOTALS = [
                  "10.00", "5.00", "16.05", id="b2b-shipping-at-the-lines-rate-7"),
     pytest.param(dict(customer_type="b2b", shipping={"price": "0"},
                       lines=[line("CHEAP-1", "0.10", 1, "7"), line("GAS-230", "0.10", 1, "7")]),
-                 "0.20", "0.00", "0.22", id="b2b-vat-rounded-per-line"),
+                 "0.20", "0.00", "0.21", id="b2b-vat-rounded-per-rate"),  # not 0.01 + 0.01
+    pytest.param(dict(customer_type="b2b", shipping={"price": "0"},
+                      lines=[line(f"MUG-{n}", "12.66") for n in range(10)]),
+                 # 126.60 net: VAT 24.05 once per rate (per line it would be 10 x 2.41)
+                 "126.60", "0.00", "150.65", id="b2b-ten-lines-one-rate"),
     pytest.param(dict(customer_type="b2b", shipping={"price": "0"},
                       lines=[line("CHEAP-1", "0.25", 1, "10")]),
                  "0.25", "0.00", "0.28", id="b2b-round-half-up"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 
 import pytest
@@ -95,7 +96,7 @@ AMOUNTS = [
      True, ("b2c", None, "DE"),
      # shipping 4.90 split 229.00 : 39.90 -> 4.17 + 0.73
      [("19", "195.94", "37.23", "233.17"), ("7", "37.97", "2.66", "40.63")]),
-    ("b2b net, VAT per line", [(D(19), D("10.01")), (D(19), D("10.01")), (D(7), D("3.33"))],
+    ("b2b net, VAT per rate", [(D(19), D("10.01")), (D(19), D("10.01")), (D(7), D("3.33"))],
      "0.00", False, ("b2b", None, "DE"),
      [("19", "20.02", "3.80", "23.82"), ("7", "3.33", "0.23", "3.56")]),
     ("b2c Austria under OSS: 20 % / 10 %", [(D(19), D("120.00")), (D(7), D("11.00"))],
@@ -134,3 +135,17 @@ def test_rounding_many_small_lines_stays_consistent() -> None:
         for row in result.amounts:
             assert row.net + row.tax == row.gross
         assert result.net + result.tax == result.gross
+
+
+def test_net_prices_get_the_vat_datev_computes_from_the_gross() -> None:
+    """DATEV's automatic revenue accounts take the gross of a booking and compute the VAT in
+    it; for net prices our VAT per rate is the same, for any mix of line amounts."""
+    decision = classify(customer_type="b2b", vat_id=None, country="DE",
+                        line_rates=[D(19), D(7)], config=CONFIG)
+    for cents in range(1, 400, 7):
+        lines = [(D(19), D(cents) / 100)] * 10 + [(D(7), D(cents + 3) / 100)] * 3
+        for row in tax_amounts(lines, D("4.95"), prices_gross=False,
+                               decision=decision).amounts:
+            in_gross = (row.gross * row.rate / (100 + row.rate)).quantize(D("0.01"),
+                                                                          ROUND_HALF_UP)
+            assert row.tax == in_gross, (cents, row)
