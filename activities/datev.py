@@ -72,7 +72,11 @@ def _document_bookings(session: Session, row: Document, config: DatevConfig, tax
             text=f"{'Gutschrift' if credit else 'Rechnung'} {row.number} "
                  f"{view.billing_address.company or view.billing_address.name}",
             currency=view.currency,
-            eu_country_vat=view.shipping_address.country if oss else "",
+            # OSS: the destination country; reverse charge: the buyer's VAT id (for the
+            # EC Sales List)
+            eu_country_vat=(view.shipping_address.country if oss else
+                            (view.customer.vat_id or "").replace(" ", "").upper()
+                            if invoice.treatment == "reverse_charge" else ""),
             eu_rate=amount.rate if oss else None, order_id=view.order_id))
     return bookings
 
@@ -127,13 +131,13 @@ class DatevActivities:
             start, end = date.fromisoformat(input.period_from), date.fromisoformat(input.period_to)
         else:
             start, end = previous_month(input.reference or datetime.now(UTC), zone)
-        bookings = datev_bookings(self.engine, self.settings, start, end)
         try:
+            bookings = datev_bookings(self.engine, self.settings, start, end)
             content = build_extf(bookings, self.settings.datev, period_from=start,
                                  period_to=end, created_at=datetime.now(ZoneInfo(zone)),
                                  title=f"Auftragsmanager {start:%m/%Y}")
-        except ValueError as exc:
-            raise ApplicationError(str(exc), type="InvalidPeriod", non_retryable=True) from None
+        except ValueError as exc:  # a period across fiscal years, an account missing
+            raise ApplicationError(str(exc), type="InvalidExport", non_retryable=True) from None
         target = write_atomically(Path(self.settings.datev_export_dir),
                                   f"EXTF_Buchungsstapel_{start.isoformat()}_{end.isoformat()}.csv",
                                   content)

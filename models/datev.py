@@ -16,6 +16,7 @@ or SKR04 (``DatevConfig``); every account can be overridden.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -100,7 +101,13 @@ class DatevConfig(BaseModel):
         return value
 
     def account(self, key: str) -> int:
-        return self.accounts.get(key, SKR[self.chart].get(key, SKR[self.chart]["0"]))
+        """The account of ``key`` (a domestic rate, a treatment, ``bank``); a rate neither
+        the chart nor ``[datev.accounts]`` knows is an error, never a guess."""
+        account = self.accounts.get(key, SKR[self.chart].get(key))
+        if account is None:
+            raise ValueError(f"no {self.chart} revenue account for {key} % VAT: add it to "
+                             f'[datev.accounts], e.g. "{key}" = <account>')
+        return account
 
 
 def revenue_key(treatment: str, rate: Decimal) -> str:
@@ -127,7 +134,7 @@ class Booking:
     document: str  # Belegfeld 1: the document number
     text: str  # Buchungstext
     currency: str = "EUR"
-    eu_country_vat: str = ""  # EU-Land u. UStID (Bestimmung), for OSS
+    eu_country_vat: str = ""  # EU-Land u. UStID (Bestimmung): OSS country, RC buyer's id
     eu_rate: Decimal | None = None  # EU-Steuersatz (Bestimmung), for OSS
     service_date: date | None = None  # Leistungsdatum
     order_id: str = ""  # Auftragsnummer
@@ -137,9 +144,27 @@ def _amount(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01')):f}".replace(".", ",")
 
 
+def _windows_1252(text: str) -> str:
+    """``text`` in Windows-1252: characters it lacks lose their accents (``Łukasz`` ->
+    ``Lukasz``, ``Dvořák`` -> ``Dvorak``); what is still missing becomes ``?``."""
+    out = []
+    for char in text:
+        try:
+            char.encode(ENCODING)
+            out.append(char)
+        except UnicodeEncodeError:
+            plain = unicodedata.normalize("NFKD", _PLAIN.get(char, char))
+            out.append("".join(c for c in plain if not unicodedata.combining(c))
+                       .encode(ENCODING, errors="replace").decode(ENCODING))
+    return "".join(out)
+
+
+_PLAIN = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i"}
+
+
 def _quote(text: str, limit: int | None = None) -> str:
     text = text.replace('"', "'").replace("\r", " ").replace("\n", " ")
-    text = text.encode(ENCODING, errors="replace").decode(ENCODING)
+    text = _windows_1252(text)
     return f'"{text[:limit] if limit else text}"'
 
 

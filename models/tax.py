@@ -148,6 +148,13 @@ def valid_vat_id(vat_id: str | None) -> bool:
     return bool(vat_id) and eu_vat.is_valid(vat_id or "")
 
 
+def _vat_id_of(vat_id: str, country: str) -> bool:
+    """Whether ``vat_id`` was issued by ``country`` (Greece's ids start with EL). A tax-free
+    intra-EU supply needs a VAT id of another member state than the seller's."""
+    prefix = vat_id.strip().upper()[:2]
+    return prefix == ("EL" if country == "GR" else country)
+
+
 def classify(*, customer_type: str, vat_id: str | None, country: str,
              line_rates: Sequence[Decimal], config: TaxConfig) -> TaxDecision:
     """The treatment of an order shipped to ``country`` (see the module docstring)."""
@@ -155,7 +162,8 @@ def classify(*, customer_type: str, vat_id: str | None, country: str,
     if country not in EU_COUNTRIES:
         return TaxDecision("export", NOTES["export"], dict.fromkeys(rates, Decimal(0)))
     abroad = country != config.home_country
-    if customer_type == "b2b" and abroad and valid_vat_id(vat_id):
+    if customer_type == "b2b" and abroad and valid_vat_id(vat_id) \
+            and not _vat_id_of(vat_id or "", config.home_country):
         return TaxDecision("reverse_charge", NOTES["reverse_charge"],
                            dict.fromkeys(rates, Decimal(0)))
     if customer_type != "b2b" and abroad and config.oss:

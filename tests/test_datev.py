@@ -94,6 +94,9 @@ def test_file_follows_the_format_description() -> None:
         Booking(amount=Decimal("7.00"), side="H", account=10000, contra_account=4300,
                 booked_on=date(2026, 11, 30), document="GS 2026/000001 ✓",
                 text="Gutschrift 🙂"),
+        Booking(amount=Decimal("9.90"), side="S", account=10000, contra_account=4400,
+                booked_on=date(2026, 11, 30), document="RE-2026-000002",
+                text="Rechnung Łukasz Dvořák"),
     ]
 
     content = build_extf(bookings, config, period_from=date(2026, 11, 1),
@@ -102,10 +105,21 @@ def test_file_follows_the_format_description() -> None:
     rows = check_format(content, config)
     assert [(r["Umsatz (ohne Soll/Haben-Kz)"], r["Belegdatum"], r["Belegfeld 1"])
             for r in rows] == [("1234,50", "0311", "RE-2026-000001"),
-                               ("7,00", "3011", "GS2026/000001")]
+                               ("7,00", "3011", "GS2026/000001"),
+                               ("9,90", "3011", "RE-2026-000002")]
     assert rows[0]["Buchungstext"].startswith("Rechnung 'RE-2026-000001' Jörg Müller; Straße")
     assert rows[1]["Buchungstext"] == "Gutschrift ?"  # not in Windows-1252
+    assert rows[2]["Buchungstext"] == "Rechnung Lukasz Dvorák"  # accents dropped, not "?"
     assert rows[0]["BU-Schlüssel"] == ""  # automatic accounts: no BU key
+
+
+def test_a_rate_without_an_account_is_an_error_not_a_guess() -> None:
+    config = DatevConfig()
+    assert (config.account("19"), config.account("0"), config.account("oss")) == (
+        8400, 8200, 8320)
+    with pytest.raises(ValueError, match=r"no SKR03 revenue account for 16 % VAT"):
+        config.account("16")
+    assert DatevConfig(accounts={"16": 8410}).account("16") == 8410
 
 
 def test_a_period_across_fiscal_years_is_refused() -> None:
@@ -158,6 +172,8 @@ def test_bookings_of_invoices_credit_notes_and_payments_round_trip(engine: Engin
     ours = {*numbers.values(), credit.document.number}
     by_document: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
     for row in rows:
+        if row["Belegfeld 1"] == numbers[reverse.order_id]:  # for the EC Sales List
+            assert row["EU-Land u. UStID (Bestimmung)"] == "ATU13585627"
         if row["Belegfeld 1"] in ours:
             by_document[row["Belegfeld 1"]].append((
                 row["Soll/Haben-Kennzeichen"], row["Konto"],

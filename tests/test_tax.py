@@ -31,6 +31,8 @@ CLASSIFY = [
      {D(19): D(19), D(7): D(7)}, ""),
     ("b2b at home with a VAT id: no reverse charge", "b2b", GERMAN_VAT_ID, "DE", CONFIG,
      "domestic", {D(19): D(19), D(7): D(7)}, ""),
+    ("b2b Austria with a German VAT id: no reverse charge", "b2b", GERMAN_VAT_ID, "AT",
+     CONFIG, "domestic", {D(19): D(19), D(7): D(7)}, ""),
     ("b2c Switzerland: export", "b2c", None, "CH", CONFIG, "export",
      {D(19): D(0), D(7): D(0)}, "Ausfuhrlieferung"),
     ("b2b USA: export", "b2b", None, "US", CONFIG, "export", {D(19): D(0), D(7): D(0)},

@@ -278,7 +278,7 @@ class DatevExportWorkflow:
             summary=f"write the DATEV export of {what}",
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
-                                     non_retryable_error_types=["InvalidPeriod"]))
+                                     non_retryable_error_types=["InvalidExport"]))
         workflow.set_current_details(f"done: {result.bookings} booking(s) of "
                                      f"{result.period_from}..{result.period_to} in "
                                      f"{result.path}")
