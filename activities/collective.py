@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.docstore import Reserved, Target, document_view
+from activities.docstore import Planned, Reserved, Target, document_view, tax_of
 from activities.documents import (
     PDF,
     DocumentMaker,
@@ -57,6 +57,7 @@ from models.billing import (
 from models.invoice import compute_invoice
 from models.orders import OrderView
 from models.tables import CollectiveItem, Customer, Document, MailOutbox, OrderRecord
+from models.tax import TaxConfig
 
 __all__ = ["COLLECTIVE", "NOTHING_TO_INVOICE", "CollectiveActivities", "collective_invoice_of",
            "collective_numbers", "shares_of"]
@@ -80,7 +81,8 @@ def _share(row: Document, item: CollectiveItem) -> Document:
     invoice row (number, issue time, the order as basis); not stored."""
     return Document(document_id=row.document_id, order_id=item.order_id, key="invoice",
                     kind="invoice", number=row.number, filename=row.filename,
-                    media_type=row.media_type, issued_at=row.issued_at, basis=item.basis)
+                    media_type=row.media_type, issued_at=row.issued_at, basis=item.basis,
+                    tax=row.tax)
 
 
 def collective_invoice_of(session: Session, order_id: str) -> Document | None:
@@ -175,7 +177,7 @@ class CollectiveActivities(DocumentMaker):
         target = Target(_account(input.customer_id), _key(input.period), COLLECTIVE,
                         f"collective-{input.customer_id}-{input.period}", PDF, series="invoice")
 
-        def plan(session: Session) -> str:
+        def plan(session: Session) -> Planned:
             items = session.exec(select(CollectiveItem).where(
                 CollectiveItem.customer_id == input.customer_id,
                 col(CollectiveItem.document_id).is_(None),
@@ -187,8 +189,10 @@ class CollectiveActivities(DocumentMaker):
             for item in items:
                 item.document_id = target.document_id
                 session.add(item)
-            return json.dumps({"customer_id": input.customer_id, "period": input.period,
-                               "orders": sorted(item.order_id for item in items)})
+            return Planned(json.dumps({"customer_id": input.customer_id,
+                                       "period": input.period,
+                                       "orders": sorted(item.order_id for item in items)}),
+                           tax=self.settings.tax.model_dump_json())
 
         with Session(self.engine) as session:
             customer = session.get(Customer, input.customer_id)
@@ -202,7 +206,8 @@ class CollectiveActivities(DocumentMaker):
 
         def render(reserved: Reserved) -> bytes:
             with Session(self.engine) as session:
-                parts = self._collective_parts(session, target.document_id)
+                parts = self._collective_parts(session, target.document_id,
+                                               tax_of(reserved.tax, self.settings.tax))
             latest = parts[-1].order
             xrechnung = (xrechnung_target(target) if einvoice_format(
                 billing, latest, self.settings) == "xrechnung" else None)
@@ -251,8 +256,9 @@ class CollectiveActivities(DocumentMaker):
             render, plan)
         with Session(self.engine) as session:
             row = session.get(Document, document.document_id)
-            parts = self._collective_parts(session, document.document_id)
-        assert row is not None and row.issued_at is not None
+            assert row is not None and row.issued_at is not None
+            parts = self._collective_parts(session, document.document_id,
+                                           tax_of(row.tax, self.settings.tax))
         issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
         total = sum((p.invoice.gross for p in parts), Decimal("0.00"))  # = the rates' sum
         xml = self.store.existing(xrechnung_target(target))
@@ -268,10 +274,10 @@ class CollectiveActivities(DocumentMaker):
             orders=[(p.order.order_id, p.invoice.gross) for p in parts],
             resumed=earlier is not None)
 
-    def _collective_parts(self, session: Session, document_id: str) -> list[CollectivePart]:
+    def _collective_parts(self, session: Session, document_id: str,
+                          tax: TaxConfig) -> list[CollectivePart]:
         parts = []
         for item in _parts(session, document_id):
             order = OrderView.model_validate_json(item.basis)
-            parts.append(CollectivePart(order=order,
-                                        invoice=compute_invoice(order, self.settings.tax)))
+            parts.append(CollectivePart(order=order, invoice=compute_invoice(order, tax)))
         return parts

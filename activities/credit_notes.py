@@ -28,6 +28,7 @@ from activities.docstore import (
     Target,
     bounded,
     document_view,
+    tax_of,
 )
 from activities.documents import (
     PDF,
@@ -71,10 +72,11 @@ def _final_invoice(session: Session, order_id: str) -> Document | None:
 
 
 def _partial_basis(row: Document, tax: TaxConfig) -> OrderView:
-    """A partial invoice's basis (its shipment's lines, no shipping) with its own total."""
+    """A partial invoice's basis (its shipment's lines, no shipping) with its own total
+    (under the tax rules it was issued with; ``tax`` for rows from before they were kept)."""
     assert row.basis is not None
     basis = OrderView.model_validate_json(row.basis)
-    gross = compute_invoice(basis, tax).gross
+    gross = compute_invoice(basis, tax_of(row.tax, tax)).gross
     return basis.model_copy(update={"totals": basis.totals.model_copy(
         update={"shipping": Decimal("0.00"), "total": gross})})
 
@@ -135,11 +137,12 @@ def check_credit_note(session: Session, order_id: str, request: CreditNoteIn,
     the whole order, so its check already does)."""
     invoice, basis, final = _invoice_for(session, order_id, request.invoice_number,
                                          settings.tax)
+    tax = tax_of(invoice.tax, settings.tax)  # the credit note follows its invoice
     earlier = [row for row in credit_notes_of(session, order_id)
                if row.basis is not None and row.key != _key(request)]
     own = earlier if final else [row for row in earlier if row.refers_to == invoice.number]
     try:
-        credit = plan_credit(basis, [_basis(row) for row in own], request, tax=settings.tax)
+        credit = plan_credit(basis, [_basis(row) for row in own], request, tax=tax)
     except CreditRejected as exc:
         raise _rejected(exc.field, exc.reason) from None
     if not final:
@@ -198,7 +201,8 @@ class CreditNoteActivities(DocumentMaker):
 
         def plan(session: Session) -> Planned:
             invoice, credit = check_credit_note(session, order_id, request, self.settings)
-            return Planned(credit.model_dump_json(), refers_to=invoice.number)
+            return Planned(credit.model_dump_json(), refers_to=invoice.number,
+                           tax=tax_of(invoice.tax, self.settings.tax).model_dump_json())
 
         def render(reserved: Reserved) -> bytes:
             assert reserved.basis is not None
@@ -209,7 +213,8 @@ class CreditNoteActivities(DocumentMaker):
             assert invoice is not None and invoice.number and invoice.issued_at
             xrechnung = einvoice_format(billing, credit, self.settings) == "xrechnung"
             return self._render(credit, reserved, invoice, request.reason,
-                                xrechnung_target(target) if xrechnung else None, billing)
+                                xrechnung_target(target) if xrechnung else None, billing,
+                                tax_of(reserved.tax, self.settings.tax))
 
         document = self.store.issue_numbered(target, self.settings.credit_note_number_format,
                                              lambda number: f"{number}.pdf", render, plan)
@@ -220,9 +225,10 @@ class CreditNoteActivities(DocumentMaker):
         return result
 
     def _render(self, credit: OrderView, reserved: Reserved, invoice: Document,
-                reason: str, xrechnung: Target | None, billing: BillingProfile) -> bytes:
+                reason: str, xrechnung: Target | None, billing: BillingProfile,
+                tax: TaxConfig) -> bytes:
         assert invoice.number is not None and invoice.issued_at is not None
-        amounts = compute_invoice(credit, self.settings.tax)
+        amounts = compute_invoice(credit, tax)
         issued_on = shop_date(reserved.issued_at, self.settings)
         context = {"shop": shop_context(self.settings), "order": credit,
                    "number": reserved.number, "date": reserved.issued_at,

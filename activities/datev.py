@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.collective import COLLECTIVE, collective_numbers, shares_of
+from activities.docstore import tax_of
 from activities.documents import invoice_of
 from activities.export import write_atomically
 from models.activities import ExportDatevInput, ExportDatevResult
@@ -51,8 +52,8 @@ def _document_bookings(session: Session, row: Document, config: DatevConfig, tax
                        zone: str) -> list[Booking]:
     assert row.basis is not None and row.issued_at is not None and row.number is not None
     view = OrderView.model_validate_json(row.basis)
-    invoice = (invoice_of(session, row, tax) if row.kind == "invoice"
-               else compute_invoice(view, tax))
+    invoice = (invoice_of(session, row, tax) if row.kind == "invoice"  # as issued: its
+               else compute_invoice(view, tax_of(row.tax, tax)))  # own tax rules
     issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
     booked_on = issued_at.astimezone(ZoneInfo(zone)).date()
     credit = row.kind == "credit_note"

@@ -34,9 +34,10 @@ from sqlmodel import Session, col, select
 
 from models.orders import DocumentView
 from models.tables import Document, NumberRange
+from models.tax import TaxConfig
 
-__all__ = ["DocumentStore", "Rendered", "Reserved", "Target", "bounded", "document_view",
-           "find_document", "next_number"]
+__all__ = ["DocumentStore", "Planned", "Rendered", "Reserved", "Target", "bounded",
+           "document_view", "find_document", "next_number", "tax_of"]
 
 log = logging.getLogger("orders.documents")
 
@@ -64,10 +65,12 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Planned:
-    """What a plan decides besides the basis: the invoice a credit note corrects."""
+    """What a plan decides besides the basis: the invoice a credit note corrects, the tax
+    rules (``TaxConfig`` as JSON) the document is computed with."""
 
     basis: str | None
     refers_to: str | None = None
+    tax: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,14 @@ class Reserved:
     number: str
     issued_at: datetime
     basis: str | None
+    tax: str | None = None
+
+
+def tax_of(snapshot: str | None, fallback: TaxConfig) -> TaxConfig:
+    """The tax rules a document was issued under (kept with it, so a later change of rates
+    or of the OSS switch never changes what an issued document says); ``fallback`` for
+    documents issued before they were kept."""
+    return TaxConfig.model_validate_json(snapshot) if snapshot else fallback
 
 
 def bounded(text: str, limit: int) -> str:
@@ -164,7 +175,7 @@ class DocumentStore:
         if row.content is not None:
             return document_view(row)
         assert row.number is not None and row.issued_at is not None
-        content = render(Reserved(row.number, row.issued_at, row.basis))
+        content = render(Reserved(row.number, row.issued_at, row.basis, row.tax))
         digest = hashlib.sha256(content).hexdigest()
         with Session(self.engine) as session:
             session.exec(update(Document)
@@ -198,7 +209,7 @@ class DocumentStore:
                     document_id=target.document_id, order_id=target.order_id, key=target.key,
                     kind=target.kind, number=number, filename=filename(number),
                     media_type=target.media_type, issued_at=issued_at, basis=planned.basis,
-                    refers_to=planned.refers_to)
+                    refers_to=planned.refers_to, tax=planned.tax)
                 session.add(row)
                 session.commit()
                 return row

@@ -27,11 +27,13 @@ from activities.docstore import (
     MAX_DOCUMENT_ID,
     MAX_KEY,
     DocumentStore,
+    Planned,
     Rendered,
     Reserved,
     Target,
     bounded,
     next_number,
+    tax_of,
 )
 from activities.einvoice import (
     INVOICE,
@@ -90,11 +92,12 @@ def partial_invoices(session: Session, order_id: str) -> list[tuple[str, OrderVi
 
 
 def invoice_of(session: Session, row: Document, tax: TaxConfig) -> Invoice:
-    """What an issued invoice row charged (a final invoice net of the partial ones)."""
+    """What an issued invoice row charged (a final invoice net of the partial ones), under
+    the tax rules it was issued with (``tax`` for rows from before they were kept)."""
     assert row.basis is not None
     basis = OrderView.model_validate_json(row.basis)
     earlier = partial_invoices(session, row.order_id) if row.key == "invoice" else []
-    return compute_invoice(basis, tax, earlier=[view for _, view in earlier])
+    return compute_invoice(basis, tax_of(row.tax, tax), earlier=[view for _, view in earlier])
 
 
 def get_document(engine: Engine, document_id: str) -> Document | None:
@@ -282,7 +285,8 @@ class DocumentActivities(DocumentMaker):
             with Session(self.engine) as session:
                 earlier = partial_invoices(session, order.order_id) if shipment is None else []
             context = self._invoice_context(basis, number, reserved.issued_at, earlier,
-                                            term=billing.payment_term)
+                                            term=billing.payment_term,
+                                            tax=tax_of(reserved.tax, self.settings.tax))
             return self.render_einvoice(
                 "rechnung.html", context, lambda xr: order_einvoice(
                     basis, context["invoice"], number=number, type_code=INVOICE,
@@ -294,13 +298,14 @@ class DocumentActivities(DocumentMaker):
                 subject=f"Rechnung {number} zur Bestellung {order.order_id}",
                 xrechnung=xrechnung)
 
-        view = self.store.issue_numbered(target, self.settings.invoice_number_format,
-                                         lambda number: f"{number}.pdf", render,
-                                         plan=lambda _session: basis.model_dump_json())
+        view = self.store.issue_numbered(
+            target, self.settings.invoice_number_format, lambda number: f"{number}.pdf",
+            render, plan=lambda _session: Planned(basis.model_dump_json(),
+                                                  tax=self.settings.tax.model_dump_json()))
         with Session(self.engine) as session:
-            earlier = partial_invoices(session, order.order_id) if shipment is None else []
-        total = compute_invoice(basis, self.settings.tax,
-                                earlier=[view for _, view in earlier]).gross
+            row = session.get(Document, view.document_id)
+            assert row is not None
+            total = invoice_of(session, row, self.settings.tax).gross
         return view.model_copy(update={
             "total": total, "einvoice_id": xrechnung.document_id if xrechnung else None})
 
@@ -336,14 +341,15 @@ class DocumentActivities(DocumentMaker):
 
     def _invoice_context(self, order: OrderView, number: str, issued_at: datetime,
                          earlier: list[tuple[str, OrderView]] | None = None,
-                         term: timedelta | None = None) -> dict[str, Any]:
+                         term: timedelta | None = None,
+                         tax: TaxConfig | None = None) -> dict[str, Any]:
         issued_on = shop_date(issued_at, self.settings)
         term = term if term is not None else self.settings.invoice_payment_term  # 0: at once
         return {"shop": shop_context(self.settings), "order": order, "number": number,
                 "date": issued_at, "issued_on": issued_on,
                 "delivery_date": delivery_date(order, issued_at), "payment_term": term,
                 "payment_days": term.days, "due_date": shop_date(issued_at + term, self.settings),
-                "invoice": compute_invoice(order, self.settings.tax,
+                "invoice": compute_invoice(order, tax or self.settings.tax,
                                            earlier=[v for _, v in earlier or []]),
                 "earlier_numbers": [n for n, _ in earlier or []],
                 "currency": order.currency}

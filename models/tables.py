@@ -187,6 +187,9 @@ class Document(SQLModel, table=True):
     # checked against their invoice.
     basis: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     refers_to: str | None = Field(default=None, max_length=40)  # a credit note's invoice
+    # The tax rules (TaxConfig as JSON) a numbered document was computed with: re-reading it
+    # (credit notes, DATEV) never depends on today's configuration.
+    tax: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 

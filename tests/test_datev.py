@@ -26,6 +26,7 @@ from models.activities import CreditNoteInput, DocumentInput, ExportDatevInput
 from models.credit import CreditNoteIn
 from models.datev import COLUMNS, HEADER_FIELDS, HEADER_TEXT, Booking, DatevConfig, build_extf
 from models.tables import Payment
+from models.tax import TaxConfig
 from settings import Settings
 from tests.helpers import FAST, Stack, running_stack
 from tests.test_documents import make_order
@@ -192,6 +193,27 @@ def test_bookings_of_invoices_credit_notes_and_payments_round_trip(engine: Engin
 
     assert net_of(numbers[domestic.order_id]) == domestic.totals.total
     assert net_of(credit.document.number) == -credit.total
+
+
+def test_issued_documents_keep_the_tax_rules_they_were_issued_with(engine: Engine) -> None:
+    """B2C to Austria invoiced below the OSS threshold (German VAT); then the shop crosses
+    it. The export still books the invoice as issued, and a credit note for it follows the
+    invoice, not today's rules."""
+    below = Settings(tax=TaxConfig(oss=False))
+    above = Settings(tax=TaxConfig(oss=True))
+    order = make_order(country="AT")
+    number = DocumentActivities(engine, below).issue_invoice(DocumentInput(order=order)).number
+    credit = CreditNoteActivities(engine, above).issue_credit_note(CreditNoteInput(
+        order_id=order.order_id, request=CreditNoteIn(
+            request_id=f"R{uuid.uuid4().hex[:8]}", reason="Rücksendung",
+            lines=[{"sku": "GAS-1", "quantity": 1}])))  # type: ignore[list-item]
+    start, end = _period()
+
+    for settings in (below, above):
+        rows = [b for b in datev_bookings(engine, settings, start, end)
+                if b.document in (number, credit.document.number)]
+        assert sorted((b.document == number, b.contra_account, b.eu_country_vat)
+                      for b in rows) == [(False, 8300, ""), (True, 8300, ""), (True, 8400, "")]
 
 
 # --- the workflow ----------------------------------------------------------------------
