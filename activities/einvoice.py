@@ -243,10 +243,11 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
         if vat.exemption_code:
             b.el(tax, "ram:ExemptionReasonCode", vat.exemption_code)
         b.el(tax, "ram:RateApplicablePercent", _rate(vat.rate))
-    for charge in figures.charges:
+    for charge in figures.charges:  # below zero: an allowance
         node = b.el(settlement, "ram:SpecifiedTradeAllowanceCharge")
-        b.el(b.el(node, "ram:ChargeIndicator"), "udt:Indicator", "true")
-        b.el(node, "ram:ActualAmount", _amount(charge.amount))
+        b.el(b.el(node, "ram:ChargeIndicator"), "udt:Indicator",
+             "true" if charge.amount >= 0 else "false")
+        b.el(node, "ram:ActualAmount", _amount(abs(charge.amount)))
         b.el(node, "ram:Reason", charge.reason)
         category = b.el(node, "ram:CategoryTradeTax")
         b.el(category, "ram:TypeCode", "VAT")
@@ -261,7 +262,7 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
     totals = b.el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
     b.el(totals, "ram:LineTotalAmount", _amount(figures.line_total))
     b.el(totals, "ram:ChargeTotalAmount", _amount(figures.charge_total))
-    b.el(totals, "ram:AllowanceTotalAmount", "0.00")
+    b.el(totals, "ram:AllowanceTotalAmount", _amount(figures.allowance_total))
     b.el(totals, "ram:TaxBasisTotalAmount", _amount(figures.basis_total))
     b.el(totals, "ram:TaxTotalAmount", _amount(figures.tax_total), currencyID=doc.currency)
     b.el(totals, "ram:GrandTotalAmount", _amount(figures.grand_total))

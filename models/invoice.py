@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 HUNDRED = Decimal(100)
+ROUNDING_REASON = "Rundungsausgleich"
 PRICE_PLACES = Decimal("0.0001")
 
 # UNCL5305 VAT category codes and, for the 0 % treatments, the VATEX exemption codes.
@@ -170,11 +171,16 @@ class EinvoiceFigures:
 
     @property
     def charge_total(self) -> Decimal:
-        return sum((c.amount for c in self.charges), Decimal("0.00"))
+        return sum((c.amount for c in self.charges if c.amount > 0), Decimal("0.00"))
+
+    @property
+    def allowance_total(self) -> Decimal:
+        """Charges below zero are allowances (a final invoice's rounding remainder)."""
+        return sum((-c.amount for c in self.charges if c.amount < 0), Decimal("0.00"))
 
     @property
     def basis_total(self) -> Decimal:
-        return self.line_total + self.charge_total
+        return self.line_total + self.charge_total - self.allowance_total
 
     @property
     def tax_total(self) -> Decimal:
@@ -198,6 +204,24 @@ def _net(amount: Decimal, rate: Decimal, prices_gross: bool) -> Decimal:
     return round_money(amount * HUNDRED / (HUNDRED + rate))
 
 
+def _spread(remainder: Decimal, nets: dict[int, Decimal], at_rate: list[int]) -> Decimal:
+    """Put a rate's rounding remainder on its lines, the largest first: all of it on the
+    largest line if that keeps it at zero or more (BR-27: no negative net price), else a
+    cent at a time over the lines; returns what is left (lines all at zero)."""
+    if not remainder or not at_rate:
+        return remainder
+    largest = max(at_rate, key=lambda i: nets[i])
+    if nets[largest] + remainder >= 0:
+        nets[largest] += remainder
+        return Decimal(0)
+    cent = Decimal("0.01")
+    for i in sorted(at_rate, key=lambda i: nets[i], reverse=True):
+        while remainder < 0 and nets[i] >= cent:
+            nets[i] -= cent
+            remainder += cent
+    return remainder
+
+
 def einvoice_figures(invoice: Invoice, *, shipping_reason: str = "Versandkosten"
                      ) -> EinvoiceFigures:
     """The EN 16931 view of ``invoice`` (see the module docstring); lines keep their order."""
@@ -214,10 +238,12 @@ def einvoice_figures(invoice: Invoice, *, shipping_reason: str = "Versandkosten"
         shipping = invoice.shipping_parts.get(rate, Decimal(0))
         charge = _net(shipping, rate, invoice.prices_gross)
         remainder = amount.net - sum((nets[i] for i in at_rate), Decimal(0)) - charge
-        if remainder and at_rate:
-            nets[max(at_rate, key=lambda i: nets[i])] += remainder
-        elif remainder:  # no line at this rate (cannot happen: shipping follows the goods)
+        remainder = _spread(remainder, nets, at_rate)
+        if remainder and shipping:
             charge += remainder
+        elif remainder:  # e.g. a final invoice's remainder at a rate it has nothing else at
+            charges.append(EinvoiceCharge(reason=ROUNDING_REASON, amount=remainder,
+                                          category=category, rate=rate))
         if shipping:
             charges.append(EinvoiceCharge(reason=shipping_reason, amount=charge,
                                           category=category, rate=rate))

@@ -249,3 +249,48 @@ def test_partial_invoices_and_the_final_one_add_up_to_the_order(
             due_on=date(2026, 12, 9), settings=settings))
         check_xsd(xml)
         assert broken_rules(schematron, xml) == {}
+
+
+def _line(sku: str, price: str, rate: str, quantity: int = 1) -> OrderLine:
+    return OrderLine(sku=sku, name=sku.title(), quantity=quantity, unit_price=Decimal(price),
+                     tax_rate=Decimal(rate))
+
+
+@pytest.mark.parametrize("customer_type", ["b2c", "b2b"])
+def test_a_final_invoice_with_a_remainder_at_a_rate_it_has_no_lines_at(
+        customer_type: str, schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    """Two 19.95 items at 7 % shipped (and invoiced) one by one, the 229.00 tent last, no
+    shipping: the final invoice has no line at 7 %, only the rounding remainder, which the
+    e-invoice carries as a charge or allowance so the amounts still add up (BR-S-08)."""
+    order = make_order(customer_type=customer_type, shipping="0.00",
+                       lines=[_line("GAS-A", "19.95", "7"), _line("GAS-B", "19.95", "7"),
+                              _line("TENT-2P", "229.00", "19")])
+    first, second = (order.model_copy(update={"lines": [line]}) for line in order.lines[:2])
+
+    final = compute_invoice(order, earlier=[first, second])
+    xml = build_cii(order_einvoice(order, final, number="RE-2026-000200", type_code=INVOICE,
+                                   issued_on=date(2026, 11, 25),
+                                   delivered_on=date(2026, 11, 24),
+                                   due_on=date(2026, 12, 9), settings=Settings()))
+
+    assert [ln.sku for ln in final.lines] == ["TENT-2P"]
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
+
+
+def test_many_tiny_gross_lines_never_get_a_negative_net_price(
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    order = make_order(shipping="0.00", lines=[_line(f"PIN-{n}", "0.01", "19")
+                                               for n in range(10)])
+    invoice = compute_invoice(order)
+
+    figures = einvoice_figures(invoice)
+    xml = build_cii(order_einvoice(order, invoice, number="RE-2026-000201", type_code=INVOICE,
+                                   issued_on=date(2026, 11, 25),
+                                   delivered_on=date(2026, 11, 24),
+                                   due_on=date(2026, 12, 9), settings=Settings()))
+
+    assert all(line.net_amount >= 0 and line.net_price >= 0 for line in figures.lines)
+    assert figures.basis_total == invoice.net
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
