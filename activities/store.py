@@ -107,7 +107,8 @@ class StoreActivities:
         skus = {line.sku for line in input.order.lines}
         with session_for(self.engine) as session:
             known = set(session.exec(select(Product.sku).where(col(Product.sku).in_(skus))))
-        return CheckOrderResult(holds=rules.check_order(input.order, known_skus=known))
+        return CheckOrderResult(holds=rules.check_order(input.order, known_skus=known,
+                                                        tax=self.tax))
 
     # --- stock -----------------------------------------------------------------------
 

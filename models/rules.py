@@ -94,10 +94,10 @@ def compute_totals(order: OrderIn, tax: TaxConfig | None = None) -> Totals:
 # --- checks ------------------------------------------------------------------------------
 
 
-def _check_total(order: OrderIn) -> HoldView | None:
+def _check_total(order: OrderIn, tax: TaxConfig | None) -> HoldView | None:
     if order.total is None:
         return None
-    computed = compute_totals(order).total
+    computed = compute_totals(order, tax).total
     if round_money(order.total) == computed:
         return None
     return HoldView(reason=HoldReason.TOTAL_MISMATCH,
@@ -137,10 +137,12 @@ def _check_comment(order: OrderIn) -> HoldView | None:
     return HoldView(reason=HoldReason.CUSTOMER_COMMENT, detail=short)
 
 
-def check_order(order: OrderIn, *, known_skus: set[str]) -> list[HoldView]:
-    """Every reason to hold the order for a human, in a fixed order; empty when it may go on."""
+def check_order(order: OrderIn, *, known_skus: set[str],
+                tax: TaxConfig | None = None) -> list[HoldView]:
+    """Every reason to hold the order for a human, in a fixed order; empty when it may go
+    on. ``tax``: the shop's rules the total is computed with (default: Germany, OSS)."""
     checks: Iterable[HoldView | None] = (
-        _check_total(order),
+        _check_total(order, tax),
         _check_skus(order, known_skus),
         _check_address(order),
         _check_comment(order),

@@ -9,6 +9,7 @@ import pytest
 
 from models.orders import Address, HoldReason, OrderIn
 from models.rules import check_order, compute_totals, normalize_address, vat_by_rate
+from models.tax import TaxConfig
 
 KNOWN = {"TENT-2P", "STOVE-GAS", "GAS-230", "CHEAP-1"}
 
@@ -208,3 +209,20 @@ def test_normalize_address_shape() -> None:
     assert "|am strand 1|" in normalize_address(_addr(street="Am Strand 1"))
     long = normalize_address(_addr(name="x" * 200, company="y" * 200, street="z" * 200))
     assert len(long) <= 400
+
+
+def test_the_total_check_uses_the_shop_tax_rules() -> None:
+    """An Austrian shop selling to an Austrian business: domestic VAT, so the total the shop
+    sends includes it; under the German defaults the same order would be a tax-free
+    intra-EU supply (reverse charge) and the total would not match."""
+    austrian_shop = TaxConfig(home_country="AT")
+    b2b = order(customer={"email": "einkauf@bau.example", "first_name": "Eva",
+                          "last_name": "Kern", "type": "b2b", "company": "Bau GmbH",
+                          "vat_id": "ATU13585627"},
+                billing_address=address(country="AT", postal_code="1010", city="Wien"),
+                lines=[line("TENT-2P", "100.00", 1, "20")], shipping={"price": "0"},
+                total="120.00")
+
+    assert check_order(b2b, known_skus=KNOWN, tax=austrian_shop) == []
+    assert [h.reason for h in check_order(b2b, known_skus=KNOWN)] == [
+        HoldReason.TOTAL_MISMATCH]
