@@ -54,6 +54,15 @@ def mails(mail_catcher: Any, to: str) -> list[EmailMessage]:
     return [m for m in mail_catcher.messages() if to in str(m["To"])]
 
 
+async def mail_with(mail_catcher: Any, to: str, subject: str) -> None:
+    """Wait (up to 30 s) for a mail to ``to`` whose subject contains ``subject``."""
+    for _ in range(300):
+        if any(subject in str(m["Subject"]) for m in mails(mail_catcher, to)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no mail {subject!r} to {to}")
+
+
 async def invoiced(stack: Stack) -> tuple[str, str, Decimal]:
     order = make_order(method="invoice", email=f"kunde-{uuid.uuid4().hex[:6]}@example.de")
     view = await ship_and_invoice(stack, order)
@@ -109,12 +118,7 @@ async def test_unpaid_invoice_is_dunned_then_handed_to_collection(
                          indirect=True)
 async def test_payment_stops_the_dunning(stack: Stack, mail_catcher: Any) -> None:
     order_id, email, total = await invoiced(stack)
-    for _ in range(200):
-        if any("Zahlungserinnerung" in str(m["Subject"]) for m in mails(mail_catcher, email)):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("no reminder")
+    await mail_with(mail_catcher, email, "Zahlungserinnerung")
 
     await stack.client.get_workflow_handle(order_id).signal(
         "payment_received", {"amount": str(total), "currency": "EUR", "reference": "RE"})
@@ -136,12 +140,7 @@ async def test_a_payment_still_being_recorded_stops_the_next_step(
     """The money arrives just before the 1. Mahnung is due, but the database is busy, so
     recording it takes longer than the Mahnung's timer: no Mahnung, no fee."""
     order_id, email, total = await invoiced(stack)
-    for _ in range(200):
-        if any("Zahlungserinnerung" in str(m["Subject"]) for m in mails(mail_catcher, email)):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("no reminder")
+    await mail_with(mail_catcher, email, "Zahlungserinnerung")
 
     path = stack.settings.database_url.removeprefix("sqlite:///")
     busy = sqlite3.connect(path, timeout=30)
@@ -166,12 +165,7 @@ async def test_a_payment_still_being_recorded_stops_the_next_step(
 async def test_an_invoice_credited_in_full_is_not_dunned_for_its_fees(
         stack: Stack, mail_catcher: Any) -> None:
     order_id, email, _ = await invoiced(stack)
-    for _ in range(300):
-        if any("1. Mahnung" in str(m["Subject"]) for m in mails(mail_catcher, email)):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("no 1. Mahnung")
+    await mail_with(mail_catcher, email, "1. Mahnung")
 
     await stack.client.execute_workflow(
         CreditNoteWorkflow.run, CreditNoteWorkflowInput(order_id=order_id, request=CreditNoteIn(
