@@ -27,11 +27,13 @@ from functools import cache
 from lxml import etree
 
 from activities.safexml import UntrustedXmlError, parse_untrusted, schema_errors
+from models.orders import CURRENCIES
 from settings import PROJECT_DIR
 
 __all__ = ["BankCredit", "Reversal", "Statement", "StatementError", "parse_statement"]
 
 SCHEMA_DIR = PROJECT_DIR / "schemas" / "camt"
+CENT = Decimal("0.01")
 VERSIONS = {f"urn:iso:std:iso:20022:tech:xsd:camt.053.001.{v}": v for v in ("02", "08")}
 
 
@@ -92,10 +94,18 @@ def _text(node: etree._Element, path: str) -> str:
 
 
 def _amount(node: etree._Element) -> tuple[Decimal, str]:
+    """An amount in cents and its currency; more decimals, or a code that is not ISO 4217,
+    make the file unusable (nothing could be booked from it)."""
     try:
-        return Decimal((node.text or "").strip()), node.get("Ccy", "")
+        amount = Decimal((node.text or "").strip())
     except InvalidOperation:
         raise StatementError(f"not an amount: {node.text!r}") from None
+    if amount != amount.quantize(CENT):
+        raise StatementError(f"amount {node.text} has more than two decimals")
+    currency = node.get("Ccy", "")
+    if currency not in CURRENCIES:
+        raise StatementError(f"{currency!r} is not an ISO 4217 currency code")
+    return amount.quantize(CENT), currency
 
 
 def _status(entry: etree._Element, version: str) -> str:

@@ -20,11 +20,14 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from models.orders import CURRENCIES
+
 __all__ = ["OrderSettlement", "Settlement", "SettlementError", "parse_settlement"]
 
 REQUIRED = ("settlement-id", "total-amount", "currency", "transaction-type", "order-id",
             "amount-type", "amount-description", "amount")
 PAID_TYPES = ("ItemPrice", "Promotion")
+CENT = Decimal("0.01")
 
 
 class SettlementError(ValueError):
@@ -62,9 +65,12 @@ def _amount(text: str, line: int) -> Decimal:
     elif "," in value:
         value = value.replace(",", ".")
     try:
-        return Decimal(value or "0")
+        amount = Decimal(value or "0")
     except InvalidOperation:
         raise SettlementError(f"line {line}: not an amount: {text!r}") from None
+    if amount != amount.quantize(CENT):
+        raise SettlementError(f"line {line}: {text!r} has more than two decimals")
+    return amount.quantize(CENT)
 
 
 def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
@@ -75,12 +81,16 @@ def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("cp1252", errors="replace")
-    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+    # tab-separated without quoting: a cell starting with '"' is text, not a quoted field
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE)
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
         raise SettlementError("not a settlement report (tab-separated with a header row): "
                               f"missing columns {', '.join(missing)}")
-    rows = list(reader)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise SettlementError(f"line {reader.line_num + 1}: {exc}") from None
     if not rows or not rows[0].get("total-amount", "").strip():
         raise SettlementError("line 2: the summary row (settlement-id, total-amount, "
                               "currency) is missing")
@@ -89,6 +99,9 @@ def parse_settlement(data: bytes, *, max_bytes: int) -> Settlement:
                             currency=(summary.get("currency") or "").strip(),
                             total=_amount(summary["total-amount"], 2),
                             deposit_date=(summary.get("deposit-date") or "").strip())
+    if settlement.currency not in CURRENCIES:
+        raise SettlementError(f"line 2: currency {settlement.currency!r} is not an ISO 4217 "
+                              "code")
     per_order: dict[str, OrderSettlement] = {}
     for line, row in enumerate(rows[1:], start=3):
         amount = _amount(row.get("amount") or "", line)

@@ -108,12 +108,12 @@ _IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 # Loaded once at import: pycountry reads its data files lazily, and file access is refused
 # inside the workflow sandbox (payloads are validated there when a workflow decodes input).
-_CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
+CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
 _COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
 
 def _currency(code: str) -> str:
-    if code not in _CURRENCIES:
+    if code not in CURRENCIES:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code")
     return code
 

@@ -111,6 +111,7 @@ def test_structured_references_are_remittance_lines(version: str) -> None:
     (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
      b"<Document>&x;</Document>", "DOCTYPE"),
     (b"not xml at all", "XML"),
+    (statement([Entry("100.005")]), "amount 100.005 has more than two decimals"),
 ])
 def test_bad_statements_are_rejected_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(StatementError, match=re.escape(reason)):

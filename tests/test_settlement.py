@@ -61,6 +61,15 @@ def test_payout_per_order_fees_and_refunds_apart() -> None:
     assert settlement.other == Decimal("-39.00")
 
 
+def test_a_cell_starting_with_a_quote_is_text_not_a_quoted_field() -> None:
+    data = report("1", "2.00", [
+        ("Order", "302-1", "ItemPrice", '"Geschenk', "1.00"),
+        ("Order", "302-2", "ItemPrice", "Principal", "1.00"),
+    ])
+    assert [(o.order_id, o.paid) for o in parse_settlement(data, max_bytes=1_000_000).orders] \
+        == [("302-1", Decimal("1.00")), ("302-2", Decimal("1.00"))]
+
+
 @pytest.mark.parametrize(("data", "reason"), [
     (b"order-id,amount\n1,2\n", "missing columns"),
     (report("1", "10.00", [("Order", "302-9", "ItemPrice", "Principal", "zehn")]),
@@ -72,10 +81,15 @@ def test_payout_per_order_fees_and_refunds_apart() -> None:
      "line 3: not an amount"),
     (report("1", "10.00", []) + "\t".join(["1", "", "", "", "", "EUR", "", "302-9"]).encode()
      + b"\r\n", "line 3: order 302-9 without a transaction-type"),
+    (report("1", "10.00", [("Order", "302-9", "ItemPrice", "Principal", "1.005")]),
+     "line 3: '1.005' has more than two decimals"),
+    (report("1", "10.00", []).replace(b"\tEUR\t", b"\t\t", 1), "currency '' is not an ISO"),
+    (report("1", "10.00", [("Order", "302-9", "ItemPrice", "x" * 200_000, "1.00")]),
+     "line 3: field larger than field limit"),
 ])
 def test_bad_reports_are_rejected_naming_the_line(data: bytes, reason: str) -> None:
     with pytest.raises(SettlementError, match=reason):
-        parse_settlement(data, max_bytes=100_000)
+        parse_settlement(data, max_bytes=1_000_000)
 
 
 
@@ -126,5 +140,15 @@ async def test_settlement_is_matched_by_the_marketplace_order_id(
 
     again = await api.post("/payments/settlements?wait=true", headers=STAFF, content=data)
     assert again.json()["already_imported"] is True
+    other_bytes = data.replace(b"\r\n", b"\n")  # the same report, saved with other line ends
+    resent = await api.post("/payments/settlements?wait=true", headers=STAFF,
+                            content=other_bytes)
+    assert resent.status_code == 200 and resent.json()["already_imported"] is False
+    await asyncio.sleep(0.5)
+    with Session(stack.engine) as session:
+        after = session.exec(select(Payment).where(
+            col(Payment.order_id).in_([collected.order_id, waiting.order_id]))).all()
+    assert len(after) == len(recorded)  # nothing paid twice
+    assert (await stack.view(waiting.order_id)).totals.paid == Decimal("233.90")
     bad = await api.post("/payments/settlements", headers=STAFF, content=b"a;b\n1;2\n")
     assert bad.status_code == 422 and "missing columns" in bad.json()["detail"]["reason"]

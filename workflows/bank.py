@@ -27,6 +27,7 @@ content, like the bank statements.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,7 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401
     import idna  # noqa: F401
+    from pydantic import ValidationError
 
     from activities.payments import PaymentActivities
     from activities.tickets import TicketActivities
@@ -59,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.order import OrderWorkflow
 
+PAYMENT_ID = re.compile(r"^[A-Za-z0-9:/#._-]{1,80}$")  # models.orders.PaymentId
+
 __all__ = ["BankInboxWorkflow", "BankStatementWorkflow", "SettlementWorkflow",
            "settlement_workflow_id", "statement_workflow_id"]
 
@@ -66,6 +70,15 @@ _OPTIONS = {
     "start_to_close_timeout": timedelta(minutes=2),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
 }
+
+
+def _settlement_key(read: ReadSettlementResult, index: int) -> str:
+    """One payout of a report: by its settlement id and order, so the same report sent
+    again as other bytes (other line ends) pays nothing twice."""
+    item = read.items[index]
+    key = f"settlement-{read.settlement_id}-{item.marketplace_order_id}"
+    return key if len(key) <= 80 and PAYMENT_ID.match(key) else \
+        f"settlement-{read.sha256[:16]}-{index}"
 
 
 def statement_workflow_id(sha256: str) -> str:
@@ -170,9 +183,15 @@ class BankStatementWorkflow(_FileImport):
         for number, match in enumerate(result.matches):
             if match.amount <= 0:
                 continue
-            payment = PaymentIn(amount=match.amount, currency=credit.currency,
-                                reference=" ".join(credit.remittance)[:140], paid_at=paid_at,
-                                payment_id=f"camt:{read.sha256[:16]}:{index}:{number}")
+            try:
+                payment = PaymentIn(amount=match.amount, currency=credit.currency,
+                                    reference=" ".join(credit.remittance)[:140],
+                                    paid_at=paid_at,
+                                    payment_id=f"camt:{read.sha256[:16]}:{index}:{number}")
+            except ValidationError as exc:  # the parser checks amounts and currency
+                await self._ticket(read, f"{index}-{number}-invalid", "payment",
+                                   f"{what} cannot be booked on {match.order_id}: {exc}")
+                continue
             handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run,
                                                                match.order_id)
             try:
@@ -300,7 +319,7 @@ class SettlementWorkflow(_FileImport):
             await workflow.execute_activity_method(
                 PaymentActivities.record_marketplace_payment,
                 MarketplacePaymentInput(order_id=item.order_id,
-                                        key=f"settlement-{read.sha256[:16]}-{index}",
+                                        key=_settlement_key(read, index),
                                         amount=item.paid, currency=read.currency,
                                         reference=f"settlement {read.settlement_id}"),
                 summary=f"record the payout for {item.order_id}", **_OPTIONS)
@@ -310,9 +329,14 @@ class SettlementWorkflow(_FileImport):
                                    f"{what} for order {item.order_id}, whose total is "
                                    f"{item.order_total}: check the difference")
             return
-        payment = PaymentIn(amount=item.paid, currency=read.currency,
-                            reference=f"settlement {read.settlement_id}"[:140],
-                            payment_id=f"settlement:{read.sha256[:16]}:{index}")
+        try:
+            payment = PaymentIn(amount=item.paid, currency=read.currency,
+                                reference=f"settlement {read.settlement_id}"[:140],
+                                payment_id=_settlement_key(read, index).replace("-", ":", 1))
+        except ValidationError as exc:  # the parser checks amounts and currency; never stuck
+            await self._ticket(read, f"{index}-invalid", "payment",
+                               f"{what} for order {item.order_id} cannot be booked: {exc}")
+            return
         handle = workflow.get_external_workflow_handle_for(OrderWorkflow.run, item.order_id)
         try:
             await handle.signal(OrderWorkflow.payment_received, payment)
