@@ -19,6 +19,7 @@ from activities.docstore import MAX_KEY, bounded, find_document
 from models.credit import SHIPPING_SKU, CreditNoteIn
 from models.orders import OrderView
 from models.rules import line_total
+from models.tables import OrderRecord
 from settings import Settings
 from starter import service
 from workflows.credit import CreditNoteWorkflow, CreditNoteWorkflowInput, credit_workflow_id
@@ -40,8 +41,11 @@ class NotInvoiced(service.ServiceError):
 
 def _precheck(engine: Engine, order_id: str, request: CreditNoteIn,
               settings: Settings) -> bool:
-    """True if this request was issued already; else check it (raises ApplicationError)."""
+    """True if this request was issued already; else check it (raises ApplicationError;
+    OrderNotFound for an order the database does not know)."""
     with Session(engine) as session:
+        if session.get(OrderRecord, order_id) is None:
+            raise service.OrderNotFound(order_id)
         key = bounded(f"credit_note:{request.request_id}", MAX_KEY)
         if find_document(session, order_id, key) is not None:
             return True
@@ -52,8 +56,9 @@ def _precheck(engine: Engine, order_id: str, request: CreditNoteIn,
 async def request_credit_note(client: Client, engine: Engine, settings: Settings,
                               order_id: str, request: CreditNoteIn) -> tuple[str, bool]:
     """Start the credit note's workflow; ``(workflow_id, started)``. Raises OrderNotFound,
-    NotInvoiced or CreditNoteRejected."""
-    await service.get_order(client, order_id)  # OrderNotFound
+    NotInvoiced or CreditNoteRejected. Checked against the database, not the order's
+    workflow: a return months later, when Temporal no longer keeps the closed order, still
+    gets its credit note."""
     try:
         await asyncio.to_thread(_precheck, engine, order_id, request, settings)
     except ApplicationError as exc:

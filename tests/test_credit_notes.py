@@ -21,8 +21,11 @@ from pypdf import PdfReader
 from saxonche import PySaxonProcessor, PyXsltExecutable
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.credit_notes import CreditNoteActivities
 from activities.documents import DocumentActivities, get_document
@@ -395,3 +398,36 @@ async def test_credit_after_payment_opens_a_refund_ticket(api: httpx.AsyncClient
                                                     Ticket.kind == "refund")).all()
     assert len(tickets) == 1 and "refund 233.90 EUR" in tickets[0].title
 
+
+
+async def test_a_return_after_temporal_dropped_the_order_still_gets_its_credit_note(
+        api: httpx.AsyncClient, stack: Stack) -> None:
+    """Temporal keeps a closed workflow only for its retention; the invoice stays in the
+    database, and so does the right to a credit note."""
+    order = make_order(method="paid")
+    await ship_and_invoice(stack, order)
+    handle = stack.client.get_workflow_handle(order.order_id)
+    await handle.terminate(reason="test: the retention ran out")
+    await stack.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(namespace=stack.client.namespace,
+                                       workflow_execution=WorkflowExecution(
+                                           workflow_id=order.order_id)))
+    for _ in range(600):  # the server deletes asynchronously
+        try:
+            await handle.describe()
+        except RPCError:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the workflow was not deleted")
+
+    accepted = await api.post(f"/orders/{order.order_id}/credit-notes", headers=STAFF,
+                              json={"request_id": "RMA-LATE", "reason": "Rücksendung"})
+    unknown = await api.post("/orders/webshop-gibt-es-nicht/credit-notes", headers=STAFF,
+                             json={"request_id": "RMA-1", "reason": "Rücksendung"})
+
+    assert accepted.status_code == 202, accepted.text
+    summary = await asyncio.wait_for(
+        stack.client.get_workflow_handle(accepted.json()["workflow_id"]).result(), 60)
+    assert summary["total"] == "233.90"
+    assert unknown.status_code == 404
