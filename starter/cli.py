@@ -14,11 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import TemporalError
 
 from activities.db import make_engine
 from models.credit import CreditNoteIn
@@ -99,8 +100,9 @@ async def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
-    payment = PaymentIn(amount=Decimal(args.amount), currency=args.currency,
-                        reference=args.reference, paid_at=datetime.now(UTC))
+    payment = PaymentIn(amount=args.amount, currency=args.currency,  # pydantic checks it
+                        reference=args.reference, paid_at=datetime.now(UTC),
+                        payment_id=args.payment_id)
     await service.record_payment(await _client(settings), args.order_id, payment)
     _print({"order_id": args.order_id, "accepted": True})
     return EXIT_OK
@@ -308,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--currency", default="EUR")
+    p.add_argument("--payment-id", help="the payment's own id (e.g. the bank entry): the "
+                   "same id again is ignored, so a repeated call pays nothing twice")
     p = add("ship", cmd_ship, "confirm that an order was shipped")
     p.add_argument("order_id")
     p.add_argument("--tracking", required=True)
@@ -374,15 +378,32 @@ def run(argv: list[str] | None = None) -> int:
     except credits.CreditNoteRejected as err:
         print(f"error: invalid input: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, RuntimeError, ValueError) as err:
+    except WorkflowFailureError as err:  # the job ran and failed: say why, not where
+        print(f"error: {_root_cause(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, RuntimeError, ValueError, ArithmeticError, TemporalError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
 
 
+def _root_cause(error: BaseException) -> str:
+    """The message of the innermost cause (an activity's ApplicationError, say)."""
+    while (cause := getattr(error, "cause", None) or error.__cause__) is not None:
+        error = cause
+    return str(error)
+
+
 def main() -> None:
-    code = run()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    code = EXIT_ERROR
+    try:
+        code = run()
+    except SystemExit as exit_:  # argparse: usage errors (2), --help (0)
+        code = exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+    except BaseException as err:  # whatever it was: a message, and out through os._exit
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

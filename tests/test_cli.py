@@ -126,6 +126,15 @@ async def test_cli_errors_have_exit_codes(stack: Stack, tmp_path: Path) -> None:
     bad.write_text(json.dumps({**order_payload(), "currency": "EURO"}), encoding="utf-8")
     code, _, err = await orders_cli(stack, tmp_path, "submit", str(bad))
     assert code == 2 and "currency" in err
+    for amount in ("1,50", "abc", "-3"):  # pydantic names the field, no traceback
+        code, _, err = await orders_cli(stack, tmp_path, "pay", "webshop-x", "--amount",
+                                        amount, "--reference", "r")
+        assert code == 2 and "amount" in err and "Traceback" not in err, (amount, err)
+    code, _, err = await orders_cli(stack, tmp_path, "export", "datev", "--from",
+                                    "2025-12-01", "--to", "2026-01-31")
+    assert code == 1 and "Traceback" not in err and "fiscal year" in err, err
+    code, _, err = await orders_cli(stack, tmp_path, "pay")  # argparse: usage
+    assert code == 2 and "usage" in err
 
 
 async def test_release_with_the_temporal_cli(stack: Stack, tmp_path: Path) -> None:
