@@ -291,7 +291,8 @@ class DocumentActivities(DocumentMaker):
                 "rechnung.html", context, lambda xr: order_einvoice(
                     basis, context["invoice"], number=number, type_code=INVOICE,
                     issued_on=context["issued_on"],
-                    delivered_on=context["delivery_date"].date(), due_on=context["due_date"],
+                    delivered_on=shop_date(context["delivery_date"], self.settings),
+                    due_on=context["due_date"],
                     settings=self.settings, xrechnung=xr,
                     buyer_reference=billing.buyer_reference, term=context["payment_term"]),
                 title=f"Rechnung {number}",

@@ -64,6 +64,7 @@ NOT_DEFINED = "1"  # UNTDID 4461: a credit note's payment means
 INVOICE = "380"  # UNTDID 1001 commercial invoice
 CREDIT_NOTE = "381"
 SEPA_CREDIT_TRANSFER = "58"  # UNTDID 4461
+IN_CASH = "10"  # UNTDID 4461: cash on delivery, paid to the carrier
 PIECE = "H87"  # UN/ECE rec. 20
 
 
@@ -104,6 +105,7 @@ class EinvoiceDocument:
     # buyer reference (BT-10), the seller contact and payment instructions always
     xrechnung: bool = False
     buyer_reference: str | None = None
+    cash_on_delivery: bool = False  # paid to the carrier in cash: payment means 10, no IBAN
 
 
 def _amount(value: Decimal) -> str:
@@ -130,12 +132,17 @@ class _Builder:
         self.el(wrapper, "udt:DateTimeString", value.strftime("%Y%m%d"), format="102")
 
     def address(self, parent: etree._Element, address: Address) -> None:
+        """The postal address; parts the order left empty are left out (no empty
+        elements: PEPPOL-EN16931-R008)."""
         postal = self.el(parent, "ram:PostalTradeAddress")
-        self.el(postal, "ram:PostcodeCode", address.postal_code)
-        self.el(postal, "ram:LineOne", address.street)
-        if address.company and address.company != address.name:
+        if address.postal_code:
+            self.el(postal, "ram:PostcodeCode", address.postal_code)
+        if address.street:
+            self.el(postal, "ram:LineOne", address.street)
+        if address.company and address.name and address.company != address.name:
             self.el(postal, "ram:LineTwo", address.name)
-        self.el(postal, "ram:CityName", address.city)
+        if address.city:
+            self.el(postal, "ram:CityName", address.city)
         self.el(postal, "ram:CountryID", address.country)
 
     def party(self, parent: etree._Element, tag: str, party: Party) -> None:
@@ -219,7 +226,10 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
         b.el(settlement, "ram:PaymentReference", doc.number)
     b.el(settlement, "ram:InvoiceCurrencyCode", doc.currency)
     due = figures.grand_total - doc.prepaid
-    if doc.xrechnung and doc.type_code != INVOICE:  # BR-DE-1: payment instructions always
+    if doc.cash_on_delivery and doc.type_code == INVOICE:  # not a transfer: no account
+        means = b.el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+        b.el(means, "ram:TypeCode", IN_CASH)
+    elif doc.xrechnung and doc.type_code != INVOICE:  # BR-DE-1: payment instructions always
         means = b.el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
         b.el(means, "ram:TypeCode", NOT_DEFINED)
     elif doc.iban and doc.type_code == INVOICE and (due > 0 or doc.xrechnung):
@@ -343,9 +353,12 @@ def einvoice_format(billing: BillingProfile, order: OrderView,
 
 
 def buyer_of(order: OrderView) -> Party:
-    billing = order.billing_address
-    return Party(name=billing.company or order.customer.company or billing.name,
-                 address=billing, vat_id=order.customer.vat_id, email=order.customer.email)
+    """The buyer (BT-44 never empty: BR-07): company, else the billing name, else the
+    customer's own name."""
+    billing, customer = order.billing_address, order.customer
+    name = (billing.company or customer.company or billing.name
+            or f"{customer.first_name} {customer.last_name}".strip() or str(customer.email))
+    return Party(name=name, address=billing, vat_id=customer.vat_id, email=customer.email)
 
 
 def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code: str,
@@ -371,7 +384,7 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
         due_on=due_on if method == "invoice" and type_code == INVOICE else None,
         payment_terms="" if prepaid else terms,
         iban=settings.bank_iban, bic=settings.bank_bic,
-        account_holder=settings.bank_account_holder,
+        account_holder=settings.bank_account_holder, cash_on_delivery=method == "cod",
         notes=tuple(n for n in (invoice.note,) if n), preceding_invoice=preceding_invoice,
         preceding_issued_on=preceding_issued_on, xrechnung=xrechnung,
         buyer_reference=(buyer_reference or order.order_id) if xrechnung else None)

@@ -113,6 +113,9 @@ def compute_invoice(order: OrderView, tax: TaxConfig | None = None, *,
     for ln in order.lines:  # the whole order's goods: the shipping split of its total
         goods[decision.rate(ln.tax_rate)] += line_total(ln)
     parts = {rate: part for rate, part in split_shipping(shipping, goods).items() if part}
+    if earlier:  # a rate the partial invoices settled to the cent is not on the final one
+        amounts = [a for a in amounts if a.net or a.tax or a.rate in parts
+                   or any(ln.tax_rate == a.rate for ln in lines)]
     net = sum((a.net for a in amounts), Decimal("0.00"))
     vat = sum((a.tax for a in amounts), Decimal("0.00"))
     return Invoice(prices_gross=prices_gross, lines=lines, shipping=shipping,

@@ -125,8 +125,15 @@ def _country(code: str) -> str:
 
 
 def _no_control_chars(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f]", value):
+    if re.search(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]", value):
         raise ValueError("must not contain line breaks or control characters")
+    return value
+
+
+def _xml_safe(value: str) -> str:
+    """Line breaks and tabs allowed; what XML cannot carry (documents, partner files) not."""
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", value):
+        raise ValueError("must not contain control characters")
     return value
 
 
@@ -179,7 +186,8 @@ class PaymentInfo(_Strict):
     reference: Text | None = None
 
 
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500),
+                 AfterValidator(_xml_safe)]
 
 
 class OrderIn(_Strict):
@@ -195,7 +203,8 @@ class OrderIn(_Strict):
     lines: Annotated[list[OrderLine], Field(min_length=1, max_length=500)]
     shipping: ShippingInfo = Field(default_factory=ShippingInfo)
     payment: PaymentInfo
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000),
+                       AfterValidator(_xml_safe)] | None = None
     # Extensions of the contract's payload: printed on the delivery note, passed to the partner.
     gift_message: Note | None = None
     packer_note: Note | None = None

@@ -61,6 +61,9 @@ async def request_credit_note(client: Client, engine: Engine, settings: Settings
     gets its credit note."""
     try:
         await asyncio.to_thread(_precheck, engine, order_id, request, settings)
+    except service.OrderNotFound:
+        await service.get_order(client, order_id)  # OrderNotFound if Temporal has none either
+        raise NotInvoiced(f"order {order_id} is not recorded yet, so not invoiced") from None
     except ApplicationError as exc:
         if exc.type == NOT_INVOICED:
             raise NotInvoiced(str(exc)) from None

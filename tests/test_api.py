@@ -65,6 +65,8 @@ def _broken(path: str, value: Any) -> dict[str, Any]:
     ("billing_address.country", "Germany", "country"),
     ("lines.0.unit_price", "12.345", "unit_price"),
     ("customer.first_name", "Anna\r\nBcc: x@example.com", "first_name"),
+    ("comment", "Bitte \uffff klingeln", "comment"),  # XML cannot carry it (documents)
+    ("lines.0.name", "Zelt \ufffe", "name"),
     ("lines.0.sku", "VERSAND", "lines"),  # reserved for the documents' shipping lines
     ("lines.0.sku", "GUTSCHRIFT", "lines"),
 ])

@@ -294,3 +294,52 @@ def test_many_tiny_gross_lines_never_get_a_negative_net_price(
     assert figures.basis_total == invoice.net
     check_xsd(xml)
     assert broken_rules(schematron, xml) == {}
+
+
+def _einvoice_of(order: OrderView, invoice: object, number: str) -> bytes:
+    return build_cii(order_einvoice(order, invoice, number=number,  # type: ignore[arg-type]
+                                    type_code=INVOICE, issued_on=date(2026, 11, 25),
+                                    delivered_on=date(2026, 11, 24), due_on=date(2026, 12, 9),
+                                    settings=Settings()))
+
+
+def test_a_rate_the_partial_invoices_settled_is_not_on_the_final_one(
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    """Solar modules at 0 % invoiced with the first parcel, the mounting at 19 % last, no
+    shipping: the final invoice has no 0 % breakdown without a line behind it (BR-Z-01)."""
+    order = make_order(customer_type="b2b", shipping="0.00",
+                       lines=[_line("PV-MODUL", "189.00", "0", 2),
+                              _line("MONTAGE", "49.90", "19")])
+    first = order.model_copy(update={"lines": order.lines[:1]})
+
+    final = compute_invoice(order, earlier=[first])
+    xml = _einvoice_of(order, final, "RE-2026-000210")
+
+    assert [t.rate for t in final.taxes] == [Decimal(19)]
+    assert compute_invoice(first).gross + final.gross == order.totals.total
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
+
+
+def test_cash_on_delivery_is_not_a_bank_transfer(
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    order = make_order(payment_method="cod")
+    xml = _einvoice_of(order, compute_invoice(order), "RE-2026-000211")
+    root = etree.fromstring(xml)
+    means = root.findall(".//ram:SpecifiedTradeSettlementPaymentMeans", namespaces=NS)
+    assert [m.findtext("ram:TypeCode", namespaces=NS) for m in means] == ["10"]
+    assert root.find(".//ram:IBANID", namespaces=NS) is None
+    assert broken_rules(schematron, xml) == {}
+
+
+def test_a_billing_address_without_a_name_still_names_the_buyer(
+        schematron: tuple[PySaxonProcessor, PyXsltExecutable]) -> None:
+    order = make_order()
+    order = order.model_copy(update={"billing_address": order.billing_address.model_copy(
+        update={"name": "", "street": "", "postal_code": ""})})
+    xml = _einvoice_of(order, compute_invoice(order), "RE-2026-000212")
+    root = etree.fromstring(xml)
+    assert root.findtext(".//ram:BuyerTradeParty/ram:Name", namespaces=NS) == "Anna Berg"
+    assert root.find(".//ram:BuyerTradeParty//ram:PostcodeCode", namespaces=NS) is None
+    check_xsd(xml)
+    assert broken_rules(schematron, xml) == {}
