@@ -48,9 +48,11 @@ EU_COUNTRIES = frozenset({
 NOTES: dict[Treatment, str] = {
     "domestic": "",
     "oss": "",
-    "reverse_charge": ("Steuerfreie innergemeinschaftliche Lieferung (§ 4 Nr. 1b UStG). "
-                       "Steuerschuldnerschaft des Leistungsempfängers (Reverse Charge)."),
-    "export": "Steuerfreie Ausfuhrlieferung (§ 4 Nr. 1a UStG).",
+    # §14a UStG: the exemption named; the buyer taxes the acquisition (not §13b's wording)
+    "reverse_charge": ("Steuerfreie innergemeinschaftliche Lieferung gemäß § 4 Nr. 1 Buchst. "
+                       "b i. V. m. § 6a UStG. Der Erwerb unterliegt beim Leistungsempfänger "
+                       "der Erwerbsbesteuerung (Reverse Charge)."),
+    "export": "Steuerfreie Ausfuhrlieferung gemäß § 4 Nr. 1 Buchst. a i. V. m. § 6 UStG.",
 }
 
 

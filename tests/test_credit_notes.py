@@ -167,7 +167,8 @@ def test_credit_note_is_a_factur_x_381_referring_to_the_invoice(
     row = get_document(engine, result.document.document_id)
     assert row is not None and row.content is not None
     text = pdf_text(row.content)
-    assert f"Gutschrift {result.document.number}" in text and invoice.number in text
+    assert f"Rechnungskorrektur (Gutschrift) {result.document.number}" in text
+    assert invoice.number in text
     found = xml_of_pdf(row.content)
     assert found is not None
     xml = found[1]
