@@ -17,7 +17,14 @@ from collections import Counter
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from models.orders import (  # credited shipping: one VERSAND line per VAT rate
     _IDENT,
@@ -65,15 +72,19 @@ class CreditNoteIn(BaseModel):
     invoice_number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     by: Annotated[str, StringConstraints(max_length=100)] = "staff"
 
-    @model_validator(mode="after")
-    def _amount_and_rate(self) -> CreditNoteIn:
-        if self.amount is not None and self.amount <= 0:
-            raise ValueError("amount must be positive")
-        if self.shipping is not None and self.shipping <= 0:
-            raise ValueError("shipping must be positive")
-        if self.tax_rate is not None and self.amount is None:
+    @field_validator("amount", "shipping")
+    @classmethod
+    def _positive(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("tax_rate")
+    @classmethod
+    def _rate_with_amount(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if value is not None and info.data.get("amount") is None:
             raise ValueError("tax_rate only goes with amount")
-        return self
+        return value
 
     @property
     def full(self) -> bool:

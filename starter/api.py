@@ -264,6 +264,8 @@ def create_app(settings: Settings, *, client: Client | None = None,
         """The order export of a day (YYYY-MM-DD, shop time zone), built now."""
         try:
             parsed = date.fromisoformat(day)
+            if parsed.year > 9998:  # the day after it must exist too
+                raise ValueError(day)
         except ValueError:
             raise HTTPException(422, {"field": "day", "reason": "expected YYYY-MM-DD"}) from None
         content = await asyncio.to_thread(_order_export, state["engine"], settings, parsed)

@@ -432,3 +432,16 @@ async def test_a_return_after_temporal_dropped_the_order_still_gets_its_credit_n
         stack.client.get_workflow_handle(accepted.json()["workflow_id"]).result(), 60)
     assert summary["total"] == "233.90"
     assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"amount": "0"}, "amount"),
+    ({"shipping": "-1.00"}, "shipping"),
+    ({"tax_rate": "7"}, "tax_rate"),
+])
+async def test_a_bad_credit_request_names_its_field(api: httpx.AsyncClient, body: dict[str, str],
+                                                    field: str) -> None:
+    answer = await api.post("/orders/webshop-1/credit-notes", headers=STAFF,
+                            json={"request_id": "R1", "reason": "Kulanz", **body})
+    assert answer.status_code == 422
+    assert [err["loc"][-1] for err in answer.json()["detail"]] == [field]

@@ -115,6 +115,8 @@ async def test_export_on_demand_writes_the_file_and_the_api_serves_it(stack: Sta
             "ot:ORDER/ot:ORDER_HEADER/ot:ORDER_INFO/ot:ORDER_ID/text()", namespaces=NS))
         bad = await api.get("/exports/orders/25.11.2026", headers=staff)
         assert bad.status_code == 422 and bad.json()["detail"]["field"] == "day"
+        last = await api.get("/exports/orders/9999-12-31", headers=staff)  # was a 500
+        assert last.status_code == 422 and last.json()["detail"]["field"] == "day"
         client_role = await api.get(f"/exports/orders/{today}",
                                     headers={"Authorization": "Bearer test-client"})
         assert client_role.status_code == 403
