@@ -14,7 +14,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -284,6 +284,12 @@ class DocumentActivities(DocumentMaker):
             number = reserved.number
             with Session(self.engine) as session:
                 earlier = partial_invoices(session, order.order_id) if shipment is None else []
+                referenced = tuple(  # BG-3: the partial invoices a final invoice is net of
+                    (row.number or "", shop_date(row.issued_at if row.issued_at.tzinfo
+                                                 else row.issued_at.replace(tzinfo=UTC),
+                                                 self.settings))
+                    for row in partial_invoice_rows(session, order.order_id)
+                    if shipment is None and row.issued_at is not None)
             context = self._invoice_context(basis, number, reserved.issued_at, earlier,
                                             term=billing.payment_term,
                                             tax=tax_of(reserved.tax, self.settings.tax))
@@ -293,7 +299,7 @@ class DocumentActivities(DocumentMaker):
                     issued_on=context["issued_on"],
                     delivered_on=shop_date(context["delivery_date"], self.settings),
                     due_on=context["due_date"],
-                    settings=self.settings, xrechnung=xr,
+                    settings=self.settings, xrechnung=xr, partial_invoices=referenced,
                     buyer_reference=billing.buyer_reference, term=context["payment_term"]),
                 title=f"Rechnung {number}",
                 subject=f"Rechnung {number} zur Bestellung {order.order_id}",

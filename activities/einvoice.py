@@ -101,6 +101,8 @@ class EinvoiceDocument:
     notes: tuple[str, ...] = ()
     preceding_invoice: str | None = None  # a credit note's invoice
     preceding_issued_on: date | None = None
+    # a final invoice's partial invoices (BG-3, number and issue date), which it is net of
+    partial_invoices: tuple[tuple[str, date], ...] = ()
     # XRechnung 3.0 (CII syntax) instead of Factur-X EN 16931: its specification id, the
     # buyer reference (BT-10), the seller contact and payment instructions always
     xrechnung: bool = False
@@ -278,13 +280,14 @@ def build_cii(doc: EinvoiceDocument) -> bytes:
     b.el(totals, "ram:GrandTotalAmount", _amount(figures.grand_total))
     b.el(totals, "ram:TotalPrepaidAmount", _amount(doc.prepaid))
     b.el(totals, "ram:DuePayableAmount", _amount(due))
-    if doc.preceding_invoice:
+    preceding = ([(doc.preceding_invoice, doc.preceding_issued_on)]
+                 if doc.preceding_invoice else []) + list(doc.partial_invoices)
+    for number, issued_on in preceding:
         reference = b.el(settlement, "ram:InvoiceReferencedDocument")
-        b.el(reference, "ram:IssuerAssignedID", doc.preceding_invoice)
-        if doc.preceding_issued_on:
+        b.el(reference, "ram:IssuerAssignedID", number)
+        if issued_on:
             wrapper = b.el(reference, "ram:FormattedIssueDateTime")
-            b.el(wrapper, "qdt:DateTimeString", doc.preceding_issued_on.strftime("%Y%m%d"),
-                 format="102")
+            b.el(wrapper, "qdt:DateTimeString", issued_on.strftime("%Y%m%d"), format="102")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -364,6 +367,7 @@ def buyer_of(order: OrderView) -> Party:
 def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code: str,
                    issued_on: date, delivered_on: date, settings: Settings,
                    due_on: date | None = None, preceding_invoice: str | None = None,
+                   partial_invoices: tuple[tuple[str, date], ...] = (),
                    preceding_issued_on: date | None = None, xrechnung: bool = False,
                    buyer_reference: str | None = None,
                    term: timedelta | None = None) -> EinvoiceDocument:
@@ -386,5 +390,6 @@ def order_einvoice(order: OrderView, invoice: Invoice, *, number: str, type_code
         iban=settings.bank_iban, bic=settings.bank_bic,
         account_holder=settings.bank_account_holder, cash_on_delivery=method == "cod",
         notes=tuple(n for n in (invoice.note,) if n), preceding_invoice=preceding_invoice,
+        partial_invoices=partial_invoices,
         preceding_issued_on=preceding_issued_on, xrechnung=xrechnung,
         buyer_reference=(buyer_reference or order.order_id) if xrechnung else None)

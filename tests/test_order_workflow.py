@@ -19,6 +19,8 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from activities.db import migrate
+from activities.documents import get_document
+from activities.einvoice import xml_of_pdf
 from models.orders import (
     CancelInput,
     OrderIn,
@@ -335,6 +337,13 @@ async def test_split_order_ships_in_two_parcels_with_two_tracking_numbers(
     assert (partial.document_id, partial.total) == (
         f"{order.order_id}-invoice-{nord.shipment_id}", Decimal("59.80"))
     assert partial.total + final.total == view.totals.total == Decimal("293.70")
+    row = get_document(stack.engine, final.document_id)  # the final e-invoice names it (BG-3)
+    assert row is not None and row.content is not None
+    embedded = xml_of_pdf(row.content)
+    assert embedded is not None
+    assert etree.fromstring(embedded[1]).xpath(
+        "//*[local-name()='InvoiceReferencedDocument']/*[local-name()='IssuerAssignedID']"
+        "/text()") == [partial.number]
     invoice_mails = [m for m in mails_for(mail_catcher, str(order.customer.email))
                      if "Rechnung" in str(m["Subject"])]
     assert sorted(str(m["Subject"]).split()[2] for m in invoice_mails) == sorted(
