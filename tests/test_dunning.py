@@ -87,7 +87,11 @@ async def test_unpaid_invoice_is_dunned_then_handed_to_collection(
         await asyncio.sleep(0.1)
     assert ticket is not None, "no collection ticket"
 
-    view = await stack.view(order_id)
+    for _ in range(100):  # the ticket is stored before the workflow notes it
+        view = await stack.view(order_id)
+        if "collection" in [e.kind for e in view.timeline]:
+            break
+        await asyncio.sleep(0.1)
     assert view.totals.fees == Decimal("15.00")
     assert view.totals.open == total + Decimal("15.00")
     assert "collection" in [e.kind for e in view.timeline]
