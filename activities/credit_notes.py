@@ -82,12 +82,18 @@ def _partial_basis(row: Document, tax: TaxConfig) -> OrderView:
 
 
 def _invoice_for(session: Session, order_id: str, number: str | None,
-                 tax: TaxConfig) -> tuple[Document, OrderView, bool]:
+                 tax: TaxConfig, skus: frozenset[str] = frozenset()
+                 ) -> tuple[Document, OrderView, bool]:
     """The invoice a credit note corrects, its basis for the check, and whether it is the
-    order's final invoice: ``number`` if given, else the final invoice, else the only
-    partial one (several partial invoices and no final one: the caller must choose)."""
+    order's final invoice: ``number`` if given; else the one partial invoice that charged
+    all the credited ``skus`` when the final invoice charged none of them; else the final
+    invoice; else the only partial one (several partial invoices and no final one: the
+    caller must choose)."""
     final = _final_invoice(session, order_id)
     partials = partial_invoice_rows(session, order_id)
+    if number is None and final is not None and partials and skus:
+        if (row := _charged_alone(final, partials, skus)) is not None:
+            return row, _partial_basis(row, tax), False
     if number is not None:
         if final is not None and final.number == number:
             return final, _basis(final), True
@@ -107,6 +113,26 @@ def _invoice_for(session: Session, order_id: str, number: str | None,
                         "yet: name the invoice to credit")
     raise ApplicationError(f"order {order_id} has no invoice to credit", type=NOT_INVOICED,
                            non_retryable=True)
+
+
+def _charged_alone(final: Document, partials: list[Document],
+                   skus: frozenset[str]) -> Document | None:
+    """The one partial invoice whose lines hold every SKU of ``skus`` while the final
+    invoice charged none of them (its own lines: what the partial ones left), or None."""
+    ordered: Counter[str] = Counter()
+    for line in _basis(final).lines:
+        ordered[line.sku] += line.quantity
+    on_partials: Counter[str] = Counter()
+    holding = []
+    for row in partials:
+        skus_of_row = set()
+        for line in _basis(row).lines:
+            on_partials[line.sku] += line.quantity
+            skus_of_row.add(line.sku)
+        if skus <= skus_of_row:
+            holding.append(row)
+    on_final = {sku for sku in skus if ordered[sku] > on_partials[sku]}
+    return holding[0] if len(holding) == 1 and not on_final else None
 
 
 def _basis(row: Document) -> OrderView:
@@ -136,7 +162,8 @@ def check_credit_note(session: Session, order_id: str, request: CreditNoteIn,
     order as a whole, counting every credit note of the order (the final invoice's basis is
     the whole order, so its check already does)."""
     invoice, basis, final = _invoice_for(session, order_id, request.invoice_number,
-                                         settings.tax)
+                                         settings.tax,
+                                         frozenset(line.sku for line in request.lines))
     tax = tax_of(invoice.tax, settings.tax)  # the credit note follows its invoice
     earlier = [row for row in credit_notes_of(session, order_id)
                if row.basis is not None and row.key != _key(request)]

@@ -259,8 +259,9 @@ def test_credits_of_the_final_invoice_count_for_the_partial_ones(
     order = invoice_view()
     first = documents.issue_invoice(DocumentInput(
         order=order, shipment=shipment(order, 1, ("TENT-2P", 1))))
-    documents.issue_invoice(DocumentInput(order=order))  # the final one: GAS-1 + shipping
-    credit(credits, order, "R1", lines=[{"sku": "TENT-2P", "quantity": 1}])  # on the final
+    final = documents.issue_invoice(DocumentInput(order=order))  # GAS-1 + shipping
+    credit(credits, order, "R1", lines=[{"sku": "TENT-2P", "quantity": 1}],
+           invoice_number=final.number)  # named on the final (whole-order) invoice
 
     field = rejected(credits, order, invoice_number=first.number,
                      lines=[{"sku": "TENT-2P", "quantity": 1}])
@@ -445,3 +446,21 @@ async def test_a_bad_credit_request_names_its_field(api: httpx.AsyncClient, body
                             json={"request_id": "R1", "reason": "Kulanz", **body})
     assert answer.status_code == 422
     assert [err["loc"][-1] for err in answer.json()["detail"]] == [field]
+
+
+def test_credited_lines_default_to_the_partial_invoice_that_charged_them(
+        activities: tuple[DocumentActivities, CreditNoteActivities]) -> None:
+    """After the final invoice, a return of the tent (only on the first, partial invoice)
+    refers to that invoice, so the buyer's books see it against the right one; lines the
+    final invoice charged, or that span invoices, go to the final invoice as before."""
+    documents, credits = activities
+    order = invoice_view()
+    first = documents.issue_invoice(DocumentInput(
+        order=order, shipment=shipment(order, 1, ("TENT-2P", 1))))
+    final = documents.issue_invoice(DocumentInput(order=order))  # GAS-1 + shipping
+
+    tent = credit(credits, order, "R1", lines=[{"sku": "TENT-2P", "quantity": 1}])
+    gas = credit(credits, order, "R2", lines=[{"sku": "GAS-1", "quantity": 1}])
+
+    assert (tent.invoice_number, tent.total) == (first.number, Decimal("229.00"))
+    assert gas.invoice_number == final.number
