@@ -25,10 +25,8 @@ from pydantic import (
 )
 
 TASK_QUEUE = "orders"
-# SKUs the documents use for their own lines: credited or separately charged shipping, and a
-# goodwill credit. An order line may not carry them (credit notes tell them apart by SKU).
-SHIPPING_SKU = "VERSAND"
-GOODWILL_SKU = "GUTSCHRIFT"
+# The documents' own lines (shipping, goodwill credit), told apart by SKU: no order line's.
+SHIPPING_SKU, GOODWILL_SKU = "VERSAND", "GUTSCHRIFT"
 RESERVED_SKUS = (SHIPPING_SKU, GOODWILL_SKU)
 STATUS_QUERY = "status"
 
@@ -110,6 +108,7 @@ _IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # inside the workflow sandbox (payloads are validated there when a workflow decodes input).
 CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
 _COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
+_NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"  # documents cannot carry
 
 
 def _currency(code: str) -> str:
@@ -125,14 +124,13 @@ def _country(code: str) -> str:
 
 
 def _no_control_chars(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]", value):
+    if re.search(f"[{_NOT_XML}\t\n\r\x7f]", value):
         raise ValueError("must not contain line breaks or control characters")
     return value
 
 
-def _xml_safe(value: str) -> str:
-    """Line breaks and tabs allowed; what XML cannot carry (documents, partner files) not."""
-    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", value):
+def _xml_safe(value: str) -> str:  # line breaks allowed (comments, notes)
+    if re.search(f"[{_NOT_XML}]", value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -398,6 +396,4 @@ def initial_view(order: OrderIn, totals: Totals) -> OrderView:
         placed_at=order.placed_at, shipping_method=order.shipping.method,
         customer=order.customer, billing_address=order.billing_address,
         shipping_address=order.delivery_address, lines=order.lines, totals=totals,
-        comment=order.comment, gift_message=order.gift_message,
-        packer_note=order.packer_note,
-    )
+        comment=order.comment, gift_message=order.gift_message, packer_note=order.packer_note)
