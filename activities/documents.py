@@ -167,7 +167,10 @@ def delivery_date(order: OrderView, fallback: datetime) -> datetime:
 
 
 def shop_date(moment: datetime, settings: Settings) -> date:
-    """The calendar day of ``moment`` in the shop's time zone (document dates)."""
+    """The calendar day of ``moment`` in the shop's time zone (document dates); a moment
+    without a time zone is UTC, as the database keeps them."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(ZoneInfo(settings.shop_timezone)).date()
 
 
@@ -285,11 +288,9 @@ class DocumentActivities(DocumentMaker):
             with Session(self.engine) as session:
                 earlier = partial_invoices(session, order.order_id) if shipment is None else []
                 referenced = tuple(  # BG-3: the partial invoices a final invoice is net of
-                    (row.number or "", shop_date(row.issued_at if row.issued_at.tzinfo
-                                                 else row.issued_at.replace(tzinfo=UTC),
-                                                 self.settings))
+                    (row.number or "", shop_date(row.issued_at, self.settings))
                     for row in partial_invoice_rows(session, order.order_id)
-                    if shipment is None and row.issued_at is not None)
+                    if row.issued_at is not None) if shipment is None else ()
             context = self._invoice_context(basis, number, reserved.issued_at, earlier,
                                             term=billing.payment_term,
                                             tax=tax_of(reserved.tax, self.settings.tax))

@@ -39,7 +39,7 @@ from models.tax import TaxConfig
 from settings import PROJECT_DIR, Settings
 
 __all__ = ["EXPORT_NS", "ExportActivities", "build_order_export", "export_day",
-           "orders_of_day", "write_atomically"]
+           "orders_of_day", "parse_export_day", "write_atomically"]
 
 EXPORT_NS = "urn:auftragsmanager:orderexport:1"
 SCHEMA = PROJECT_DIR / "schemas" / "orderexport" / "orderexport-1.0.xsd"
@@ -61,6 +61,14 @@ def write_atomically(folder: Path, name: str, content: bytes) -> Path:
         os.fsync(tmp.fileno())
     os.replace(tmp.name, target)
     return target
+
+
+def parse_export_day(text: str) -> date:
+    """``YYYY-MM-DD`` of an order export, or ``ValueError`` (the day after it must exist)."""
+    day = date.fromisoformat(text)
+    if day == date.max:
+        raise ValueError(f"no order export for {text}")
+    return day
 
 
 def export_day(reference: datetime, zone: str) -> date:
@@ -107,7 +115,7 @@ class ExportActivities:
     def export_orders(self, input: ExportOrdersInput) -> ExportOrdersResult:
         """Write the export of ``input.day`` (default: the day before ``input.reference``)."""
         zone = self.settings.shop_timezone
-        day = (date.fromisoformat(input.day) if input.day
+        day = (parse_export_day(input.day) if input.day
                else export_day(input.reference or datetime.now(UTC), zone))
         orders = orders_of_day(self.engine, day, zone)
         content = build_order_export(orders, day, zone, supplier_name=self.settings.shop_name,

@@ -42,6 +42,7 @@ from activities.advice import (
 )
 from activities.camt import StatementError, parse_statement
 from activities.collective import collective_numbers
+from activities.export import write_atomically
 from activities.partners import PART_SUFFIX, connect, remote_path, remote_size
 from activities.settlement import SettlementError, parse_settlement
 from activities.tickets import TicketActivities
@@ -121,16 +122,13 @@ def _is_statement_name(name: str) -> bool:
 
 
 def store_fetched(inbox: Path, name: str, content: bytes) -> str:
-    """Write a fetched file into the inbox atomically; a file of that name with the same
-    content (a retry after a crash) is kept as it is. Returns the name in the inbox."""
+    """Write a fetched file into the inbox atomically and durably (the server's copy goes
+    next); a file of that name with the same content (a retry after a crash) is kept as it
+    is. Returns the name in the inbox."""
     existing = inbox / name
     if existing.exists() and existing.read_bytes() == content:
         return name
-    target = _free_path(inbox, name)
-    part = inbox / f".{target.name}.part"
-    part.write_bytes(content)
-    os.replace(part, target)
-    return target.name
+    return write_atomically(inbox, _free_path(inbox, name).name, content).name
 
 
 def _delete(ftp: ftplib.FTP, path: str) -> None:

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from activities.db import make_engine
 from activities.documents import get_document
-from activities.export import build_order_export, orders_of_day
+from activities.export import build_order_export, orders_of_day, parse_export_day
 from activities.store import list_products
 from activities.tickets import list_tickets
 from models.credit import CreditNoteIn
@@ -263,9 +263,7 @@ def create_app(settings: Settings, *, client: Client | None = None,
     async def order_export(day: str, _: StaffRole) -> Response:
         """The order export of a day (YYYY-MM-DD, shop time zone), built now."""
         try:
-            parsed = date.fromisoformat(day)
-            if parsed.year > 9998:  # the day after it must exist too
-                raise ValueError(day)
+            parsed = parse_export_day(day)
         except ValueError:
             raise HTTPException(422, {"field": "day", "reason": "expected YYYY-MM-DD"}) from None
         content = await asyncio.to_thread(_order_export, state["engine"], settings, parsed)

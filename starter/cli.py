@@ -211,10 +211,11 @@ async def cmd_schedules(_args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_export_orders(args: argparse.Namespace, settings: Settings) -> int:
     """Run the export workflow for a day and wait for the file."""
+    from activities.export import parse_export_day
     from workflows.jobs import OrderExportWorkflow
 
-    if args.date is not None and date.fromisoformat(args.date).year > 9998:  # ValueError:
-        raise ValueError(f"no order export for {args.date}")  # exit code 1 with the reason
+    if args.date is not None:
+        parse_export_day(args.date)  # ValueError: exit code 1 with the reason
     client = await _client(settings)
     result = await client.execute_workflow(
         OrderExportWorkflow.run, args.date, id=f"order-export-{args.date or 'yesterday'}-"
